@@ -1,0 +1,205 @@
+"""The comparator: a pair in, its field-level differences (with fingerprints) out.
+
+Hot path first (STYLE.md, 10): both outcomes are reduced to one canonical
+document each and compared as canonical bytes; only on mismatch does the slow
+path run (list alignment, then deepdiff, then classification).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+import orjson
+from deepdiff import DeepDiff
+
+from rules.transitions import classify, value_type
+from shadow.model import Outcome, Pair
+
+__all__ = ["Difference", "PairResult", "compare_pair", "outcome_document", "canonical_bytes",
+           "fingerprint_id", "wildcard"]
+
+_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_INDEX = re.compile(r"\[\d+\]")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+class Difference(msgspec.Struct, kw_only=True):
+    """One field-level difference inside a pair, after normalisation."""
+
+    path: str          # concrete: state.stops[2].eta
+    pattern: str       # list indices wild-carded: state.stops[*].eta
+    change: str        # changed | type | added | removed | order
+    transition: str    # how the values differ (rules.transitions)
+    legacy: Any = None
+    new: Any = None
+    fingerprint: str = ""
+
+
+class PairResult(msgspec.Struct, kw_only=True):
+    """The comparison of one pair: the row the catalogue stores per dispatch token."""
+
+    token: str
+    command: str
+    zone: str | None
+    received_at: datetime
+    matched: bool
+    legacy_status: str
+    new_status: str
+    legacy_latency_ms: float
+    new_latency_ms: float
+    primary: str
+    differences: list[Difference] = []
+    compared_at: datetime = msgspec.field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def outcome_document(outcome: Outcome) -> dict[str, Any]:
+    """What is compared of an outcome: status, HTTP status, response and state."""
+    return {
+        "status": outcome.status.value,
+        "http_status": outcome.http_status,
+        "response": outcome.response,
+        "state": outcome.state,
+    }
+
+
+def canonical_bytes(document: Any) -> bytes:
+    """One byte string per meaning: keys sorted, compact, numbers as JSON writes them."""
+    return orjson.dumps(document, option=_OPTS)
+
+
+def wildcard(path: str) -> str:
+    """The path with every list index replaced by [*]."""
+    return _INDEX.sub("[*]", path)
+
+
+def fingerprint_id(command: str, pattern: str, change: str, transition: str) -> str:
+    """A stable 12-hex-digit id for (command kind, wildcarded path, change, transition)."""
+    text = f"{command}\x1f{pattern}\x1f{change}\x1f{transition}"
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def compare_pair(pair: Pair) -> PairResult:
+    """Compare both outcomes of a pair; fast when they agree."""
+    command = pair.command
+    legacy_doc, new_doc = outcome_document(pair.legacy), outcome_document(pair.new)
+    if canonical_bytes(legacy_doc) == canonical_bytes(new_doc):
+        differences: list[Difference] = []
+    else:
+        differences = diff_documents(legacy_doc, new_doc)
+        for difference in differences:
+            difference.fingerprint = fingerprint_id(command.kind, difference.pattern,
+                                                    difference.change, difference.transition)
+    return PairResult(
+        token=pair.token,
+        command=command.kind,
+        zone=command.zone,
+        received_at=command.received_at,
+        matched=not differences,
+        legacy_status=pair.legacy.status.value,
+        new_status=pair.new.status.value,
+        legacy_latency_ms=pair.legacy.latency_ms,
+        new_latency_ms=pair.new.latency_ms,
+        primary=pair.primary.value,
+        differences=differences,
+    )
+
+
+def _join(path: str, part: Any) -> str:
+    if isinstance(part, int):
+        return f"{path}[{part}]"
+    key = str(part)
+    if not _IDENT.match(key):
+        key = f"[{orjson.dumps(key).decode()}]"
+        return f"{path}{key}"
+    return f"{path}.{key}" if path else key
+
+
+def _item_key(items_a: list[Any], items_b: list[Any]) -> str | None:
+    """A field that identifies list items on both sides (unique scalar, same set), if any."""
+    if not items_a or not all(isinstance(i, dict) for i in items_a + items_b):
+        return None
+    candidates = set(items_a[0])
+    for item in items_a + items_b:
+        candidates &= set(item)
+    for name in sorted(candidates, key=lambda n: (n not in ("id", "seq", "sequence", "key"), n)):
+        values_a = [item[name] for item in items_a]
+        values_b = [item[name] for item in items_b]
+        if any(isinstance(v, (dict, list)) for v in values_a):
+            continue
+        if len(set(map(repr, values_a))) == len(values_a) and sorted(map(repr, values_a)) == sorted(map(repr, values_b)):
+            return name
+    return None
+
+
+def _align(a: Any, b: Any, path: str, out: list[Difference]) -> Any:
+    """b with lists reordered to a's order where only the order differs; records those."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        changed = {k: _align(a[k], v, _join(path, k), out) if k in a else v for k, v in b.items()}
+        return changed
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a != b:
+        canon_a = [canonical_bytes(x) for x in a]
+        canon_b = [canonical_bytes(x) for x in b]
+        if canon_a != canon_b and sorted(canon_a) == sorted(canon_b):
+            out.append(Difference(path=path, pattern=wildcard(path), change="order",
+                                  transition="list-order", legacy=a, new=b))
+            position = {c: i for i, c in enumerate(canon_a)}
+            return sorted(b, key=lambda x: position[canonical_bytes(x)])
+        key = _item_key(a, b)
+        if key is not None:
+            order_a = [repr(item[key]) for item in a]
+            order_b = [repr(item[key]) for item in b]
+            if order_a != order_b:
+                out.append(Difference(path=path, pattern=wildcard(path), change="order",
+                                      transition="list-order",
+                                      legacy=[item[key] for item in a], new=[item[key] for item in b]))
+                by_key = {repr(item[key]): item for item in b}
+                b = [by_key[k] for k in order_a]
+        return [_align(x, y, _join(path, i), out) for i, (x, y) in enumerate(zip(a, b))]
+    return b
+
+
+_REPORTS = {
+    "values_changed": "changed",
+    "type_changes": "type",
+    "dictionary_item_added": "added",
+    "dictionary_item_removed": "removed",
+    "iterable_item_added": "added",
+    "iterable_item_removed": "removed",
+}
+
+
+def diff_documents(legacy: Any, new: Any) -> list[Difference]:
+    """Every difference between two documents, classified (the slow path)."""
+    out: list[Difference] = []
+    new = _align(legacy, new, "", out)
+    tree = DeepDiff(legacy, new, view="tree", verbose_level=2,
+                    threshold_to_diff_deeper=0)
+    for report, change in _REPORTS.items():
+        for level in tree.get(report, ()):
+            parts = level.path(output_format="list")
+            path = ""
+            for part in parts:
+                path = _join(path, part)
+            t1 = None if _missing(level.t1) else level.t1
+            t2 = None if _missing(level.t2) else level.t2
+            if change == "type" and _same_number(t1, t2):
+                continue  # 12 and 12.0 are one JSON number
+            list_item = report.startswith("iterable")
+            kind = "changed" if change == "type" and value_type(t1) == value_type(t2) else change
+            transition = classify(t1, t2, kind, list_item=list_item)
+            out.append(Difference(path=path, pattern=wildcard(path), change=kind,
+                                  transition=transition, legacy=t1, new=t2))
+    out.sort(key=lambda d: d.path)
+    return out
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    return value_type(a) == value_type(b) == "number" and a == b
+
+
+def _missing(value: Any) -> bool:
+    return type(value).__name__ == "NotPresent"

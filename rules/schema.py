@@ -1,0 +1,64 @@
+"""The catalogue's tables (SQLAlchemy Core). Changes go through an Alembic revision."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One row per pair, keyed by dispatch token: a re-compared pair replaces its row.
+pair_results = sa.Table(
+    "pair_results",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("command", sa.String(128), nullable=False),
+    sa.Column("zone", sa.String(64)),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("compared_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("matched", sa.Boolean, nullable=False),
+    sa.Column("difference_count", sa.Integer, nullable=False),
+    sa.Column("legacy_status", sa.String(16), nullable=False),
+    sa.Column("new_status", sa.String(16), nullable=False),
+    sa.Column("legacy_latency_ms", sa.Float, nullable=False),
+    sa.Column("new_latency_ms", sa.Float, nullable=False),
+    sa.Column("primary_target", sa.String(16), nullable=False),
+    sa.Index("ix_pair_results_received_at", "received_at"),
+    sa.Index("ix_pair_results_command_zone", "command", "zone"),
+)
+
+# Field-level differences of the pairs that did not match.
+differences = sa.Table(
+    "differences",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("legacy_value", sa.Text),   # JSON
+    sa.Column("new_value", sa.Text),      # JSON
+    sa.Index("ix_differences_token", "token"),
+    sa.Index("ix_differences_fingerprint", "fingerprint"),
+)
+
+# One row per fingerprint: the quirk, with roll-ups kept as pairs are stored.
+quirks = sa.Table(
+    "quirks",
+    metadata,
+    sa.Column("fingerprint", sa.String(32), primary_key=True),
+    sa.Column("command", sa.String(128), nullable=False),
+    sa.Column("pattern", sa.Text, nullable=False),
+    sa.Column("change", sa.String(16), nullable=False),
+    sa.Column("transition", sa.String(64), nullable=False),
+    sa.Column("differences", sa.Integer, nullable=False, default=0),
+    sa.Column("pairs", sa.Integer, nullable=False, default=0),
+    sa.Column("first_seen", sa.DateTime(timezone=True)),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("example_token", sa.String(64)),
+    sa.Column("example_path", sa.Text),
+    sa.Column("example_legacy", sa.Text),  # JSON
+    sa.Column("example_new", sa.Text),     # JSON
+    sa.Column("verdict", sa.String(16), nullable=False, default="open"),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("note", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)

@@ -1,0 +1,5 @@
+"""`python -m shadow` is the `shadow` command."""
+
+from shadow.cli import main
+
+main()

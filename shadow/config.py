@@ -1,0 +1,317 @@
+"""`shadow.toml`: loaded, interpolated and validated once, at the edge (STYLE.md, 6).
+
+The rest of the code receives a typed `Config`, never a raw dict and never
+`os.environ`. A file that does not validate is refused with a ConfigError
+naming the file, the key path and the reason (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import core_schema
+
+from shadow.errors import ConfigError
+from shadow.secrets import mask_url, register_secret
+
+__all__ = [
+    "Config",
+    "Dsn",
+    "Mode",
+    "Route",
+    "TargetConfig",
+    "path_params",
+    "load_config",
+    "parse_config",
+    "DEFAULT_STORE_URL",
+]
+
+DEFAULT_STORE_URL = "sqlite:///shadow.db"
+Mode = Literal["legacy", "shadow", "reverse", "new"]
+
+_VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+class Dsn:
+    """A connection URL whose password never shows: str() and repr() are masked."""
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def reveal(self) -> str:
+        """The real URL, password included: only for handing to a driver."""
+        return self._url
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password replaced by ***."""
+        return mask_url(self._url)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"Dsn({self.masked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dsn) and other._url == self._url
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        def validate(value: Any) -> Dsn:
+            if isinstance(value, Dsn):
+                return value
+            if not isinstance(value, str) or "://" not in value:
+                raise ValueError("expected a URL such as 'sqlite:///shadow.db' or 'postgresql+psycopg://user@host/db'")
+            from urllib.parse import urlsplit
+
+            password = urlsplit(value).password
+            register_secret(password)
+            return cls(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def path_params(template: str) -> list[str]:
+    """The {parameter} names of a path template, in order."""
+    return _PARAM.findall(template)
+
+
+def _split_endpoint(value: str) -> tuple[str, str]:
+    """'POST /loads/{id}' → ('POST', '/loads/{id}'), or ValueError saying what is wrong."""
+    parts = value.split()
+    if len(parts) != 2:
+        raise ValueError(f"expected 'METHOD /path', e.g. 'POST /loads/{{load_id}}/assign', got {value!r}")
+    method, path = parts[0].upper(), parts[1]
+    if method not in _METHODS:
+        raise ValueError(f"method {parts[0]!r} is not one of {', '.join(sorted(_METHODS))}")
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} must start with '/'")
+    return method, path
+
+
+class TargetConfig(_Strict):
+    """How to reach one system."""
+
+    url: str
+    timeout: float = Field(5.0, gt=0, description="seconds before a command counts as timed out")
+    health: str = "/health"
+    state: Dsn | None = None
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http(s) URL such as 'http://127.0.0.1:8080', got {mask_url(value)!r}")
+        return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_secret(cls, value: dict[str, str]) -> dict[str, str]:
+        # Header values are usually credentials (Authorization): never print them.
+        for header_value in value.values():
+            register_secret(header_value)
+        return value
+
+
+class Route(_Strict):
+    """Which requests are commands, of what kind, touching which entities."""
+
+    match: str
+    command: str = Field(min_length=1)
+    keys: list[str] = []
+    zone: str = Field("zone", description="path parameter or body field holding the zone")
+    read: str | None = Field(None, description="'GET /path/{key}' that reads the touched entity back")
+    sample: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("match")
+    @classmethod
+    def _valid_match(cls, value: str) -> str:
+        _split_endpoint(value)
+        return value
+
+    @field_validator("read")
+    @classmethod
+    def _valid_read(cls, value: str | None) -> str | None:
+        if value is not None and _split_endpoint(value)[0] != "GET":
+            raise ValueError(f"a read-back must be a GET, got {value!r}")
+        return value
+
+    @property
+    def method(self) -> str:
+        """The HTTP method of the command."""
+        return _split_endpoint(self.match)[0]
+
+    @property
+    def path(self) -> str:
+        """The path template, e.g. '/loads/{load_id}/assign'."""
+        return _split_endpoint(self.match)[1]
+
+    @property
+    def params(self) -> list[str]:
+        """The path template's parameter names."""
+        return path_params(self.path)
+
+    @property
+    def read_path(self) -> str | None:
+        """The read-back's path template, e.g. '/loads/{load_id}' (None when not declared)."""
+        return _split_endpoint(self.read)[1] if self.read else None
+
+
+class RoutingConfig(_Strict):
+    """The cutover state: which target is primary, per zone."""
+
+    default: Mode = "shadow"
+    zones: dict[str, Mode] = {}
+
+
+class StoreConfig(_Strict):
+    """Where the catalogue lives, and where rule files are kept."""
+
+    url: Dsn = Dsn(DEFAULT_STORE_URL)
+    rules: Path = Path("rules")
+
+
+class ReplayConfig(_Strict):
+    """Defaults for `shadow replay`."""
+
+    concurrency: int = Field(32, ge=1, le=4096)
+    pairs: Path = Path("pairs.jsonl")
+
+
+class Config(_Strict):
+    """The whole, validated `shadow.toml`."""
+
+    targets: dict[Literal["legacy", "new"], TargetConfig]
+    routes: list[Route] = []
+    routing: RoutingConfig = RoutingConfig()
+    store: StoreConfig = StoreConfig()
+    replay: ReplayConfig = ReplayConfig()
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _both_targets_and_unique_routes(self) -> Config:
+        missing = [t for t in ("legacy", "new") if t not in self.targets]
+        if missing:
+            raise ValueError(f"[targets.{missing[0]}] is missing: both 'legacy' and 'new' must be configured")
+        seen: dict[str, str] = {}
+        for route in self.routes:
+            key = f"{route.method} {route.path}"
+            if key in seen:
+                raise ValueError(f"route {key!r} is declared twice (commands {seen[key]!r} and {route.command!r})")
+            seen[key] = route.command
+        return self
+
+    def route_for(self, command_kind: str) -> Route | None:
+        """The route that declares a command kind, if any."""
+        for route in self.routes:
+            if route.command == command_kind:
+                return route
+        return None
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str) -> Any:
+    """Replace ${VAR} / ${VAR:-default} in every string; $${VAR} is a literal."""
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            escaped, name, default = match.groups()
+            if escaped:
+                return match.group(0)[1:]
+            if name in env:
+                register_secret(env[name])
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{path}: environment variable {name} is not set",
+                hint=f"export {name}=… before running, or write ${{{name}:-default}} in the file",
+            )
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _resolve_relative(config: Config, base: Path) -> Config:
+    """Relative rule folders and SQLite files are taken from the config file's folder."""
+    store = config.store
+    rules = store.rules if store.rules.is_absolute() else base / store.rules
+    url = store.url.reveal()
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        url = "sqlite:///" + str((base / url[len("sqlite:///"):]).resolve())
+    pairs = config.replay.pairs if config.replay.pairs.is_absolute() else base / config.replay.pairs
+    return config.model_copy(
+        update={
+            "store": store.model_copy(update={"rules": rules, "url": Dsn(url)}),
+            "replay": config.replay.model_copy(update={"pairs": pairs}),
+        }
+    )
+
+
+def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None,
+                 base: Path | None = None) -> Config:
+    """Validate TOML text as a Config; errors name `source`, the key path and the reason."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}", hint="fix the syntax at the line and column shown") from None
+    try:
+        data = _interpolate(raw, os.environ if env is None else env, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                reason = "unknown key (check its spelling against the README's config reference)"
+            lines.append(f"{source}: {_key_path(tuple(err['loc']))}: {reason}")
+        raise ConfigError("\n".join(lines), hint="fix the key(s) above; `shadow config check` re-validates") from None
+    config = config.model_copy(update={"source": Path(source) if base is not None else None})
+    return _resolve_relative(config, base) if base is not None else config
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a `shadow.toml`."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file", hint="pass --config PATH, or run from the folder holding shadow.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc}") from None
+    return parse_config(text, source=str(file), env=env, base=file.resolve().parent)

@@ -1,0 +1,131 @@
+"""`shadow demo run`: the main job end to end on embedded defaults.
+
+Starts the reference pair as two real services on free 127.0.0.1 ports,
+writes a trace, replays it, compares the pairs into a SQLite catalogue, and
+stops the services — whatever happens in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator
+
+from adapters.jsonl import JsonlPairs, read_commands
+from reports.summary import Summary, summarise
+from rules.catalogue import IngestStats, open_catalogue
+from shadow.config import Config, load_config
+from shadow.demo.trace import write_trace
+from shadow.errors import TargetError
+from shadow.model import Pair
+from shadow.pipeline import compare_into
+from shadow.replay import ReplayStats, replay
+
+__all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "free_port"]
+
+DEFAULT_PORTS = {"legacy": 8081, "new": 8082}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo left its files, and what it found."""
+
+    workdir: Path
+    config: Config
+    replay: ReplayStats
+    stored: IngestStats
+    summary: Summary
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_config_text(legacy_port: int = 8081, new_port: int = 8082) -> str:
+    """The shipped demo shadow.toml, pointed at the given ports."""
+    text = resources.files("shadow.demo").joinpath("shadow.toml").read_text(encoding="utf-8")
+    return (text.replace(f"127.0.0.1:{DEFAULT_PORTS['legacy']}", f"127.0.0.1:{legacy_port}")
+                .replace(f"127.0.0.1:{DEFAULT_PORTS['new']}", f"127.0.0.1:{new_port}"))
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TargetError(f"reference service for {url} exited with code {process.returncode} before answering",
+                              hint="run `shadow demo serve legacy|new` by hand to see why")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TargetError(f"reference service at {url} did not answer /health in time")
+
+
+@contextlib.contextmanager
+def reference_pair(workdir: Path, *, ports: tuple[int, int] | None = None,
+                   ready_within: float = 20.0) -> Iterator[tuple[str, str]]:
+    """Run `shadow demo serve legacy` and `... new` as subprocesses; yields both URLs."""
+    legacy_port, new_port = ports or (free_port(), free_port())
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for which, port in (("legacy", legacy_port), ("new", new_port)):
+            argv = [sys.executable, "-m", "shadow", "demo", "serve", which, "--port", str(port)]
+            if which == "legacy":
+                argv += ["--db", str(workdir / "legacy.sqlite")]
+            processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        urls = (f"http://127.0.0.1:{legacy_port}", f"http://127.0.0.1:{new_port}")
+        deadline = time.monotonic() + ready_within
+        for url, process in zip(urls, processes):
+            _wait_healthy(url, process, deadline)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_demo(*, commands: int = 5000, seed: int = 7, workdir: Path = Path(".demo"), speed: float | None = None,
+             on_step: Callable[[str], None] = lambda _s: None,
+             on_pair: Callable[[Pair], None] | None = None) -> DemoResult:
+    """Start the reference pair, make a trace, replay it, compare it; stop the services."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("shadow.db", "shadow.db-wal", "shadow.db-shm", "legacy.sqlite", "pairs.jsonl", "trace.jsonl"):
+        (workdir / stale).unlink(missing_ok=True)
+    trace = workdir / "trace.jsonl"
+    on_step(f"writing a {commands:,}-command trace (seed {seed}) to {trace}")
+    write_trace(trace, commands, seed)
+    on_step("starting the reference pair (legacy + new) on 127.0.0.1")
+    with reference_pair(workdir) as (legacy_url, new_url):
+        legacy_port, new_port = (int(u.rsplit(":", 1)[1]) for u in (legacy_url, new_url))
+        config_path = workdir / "shadow.toml"
+        config_path.write_text(demo_config_text(legacy_port, new_port), encoding="utf-8")
+        config = load_config(config_path)
+        on_step(f"replaying against legacy {legacy_url} and new {new_url}")
+        replayed = asyncio.run(replay(read_commands(trace), config, JsonlPairs(config.replay.pairs),
+                                      speed=speed, on_pair=on_pair))
+    on_step(f"comparing {replayed.pairs:,} pairs into {config.store.url}")
+    catalogue = open_catalogue(config.store.url.reveal())
+    try:
+        stored = compare_into(JsonlPairs(config.replay.pairs), catalogue)
+        summary = summarise(catalogue)
+    finally:
+        catalogue.close()
+    return DemoResult(workdir=workdir, config=config, replay=replayed, stored=stored, summary=summary)

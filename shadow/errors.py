@@ -1,0 +1,47 @@
+"""One exception hierarchy for everything a person should read (STYLE.md, 5).
+
+The CLI turns a ShadowError into one red line and its exit code, never a
+traceback (unless --debug). Exit codes are documented in the README.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ShadowError", "ConfigError", "InputError", "TargetError", "StoreError"]
+
+
+class ShadowError(Exception):
+    """Base of every error meant for a person: says what, where, and what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  → {self.hint}" if self.hint else self.message
+
+
+class ConfigError(ShadowError):
+    """A config or rule file that does not validate: file, key path, reason."""
+
+    exit_code = 2
+
+
+class InputError(ShadowError):
+    """A trace or pairs file that cannot be read: file, line, reason."""
+
+    exit_code = 2
+
+
+class TargetError(ShadowError):
+    """A target (legacy or new system) cannot be reached or used."""
+
+    exit_code = 3
+
+
+class StoreError(ShadowError):
+    """The catalogue store cannot be opened or written."""
+
+    exit_code = 4

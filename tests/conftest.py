@@ -1,0 +1,25 @@
+"""Shared fixtures: the demo config, a scratch catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rules.catalogue import Catalogue, open_catalogue
+from shadow.config import Config, parse_config
+from shadow.demo.run import demo_config_text
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> Config:
+    """The shipped demo config, with relative paths under tmp_path."""
+    return parse_config(demo_config_text(), source=str(tmp_path / "shadow.toml"), base=tmp_path)
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Catalogue:
+    """An empty SQLite catalogue in tmp_path."""
+    opened = open_catalogue(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    yield opened
+    opened.close()
