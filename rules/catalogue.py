@@ -187,9 +187,9 @@ class Catalogue:
     def _move_rollups(self, conn: Connection, batch: list[PairResult], old: list[Any]) -> None:
         diff_delta: Counter[str] = Counter()
         pair_delta: Counter[str] = Counter()
-        for token, fp in old:
+        for _token, fp in old:
             diff_delta[fp] -= 1
-        for token, fp in set(map(tuple, old)):
+        for _token, fp in set(map(tuple, old)):
             pair_delta[fp] -= 1
         fresh: dict[str, dict[str, Any]] = {}
         for r in batch:
@@ -239,14 +239,25 @@ class Catalogue:
 
     # -- reading -----------------------------------------------------------------
 
-    def quirks(self, *, verdict: str | None = None, command: str | None = None,
-               limit: int | None = None) -> list[Quirk]:
-        """Quirks with at least one difference, most frequent first."""
-        query = sa.select(quirks).where(quirks.c.differences > 0)
+    @staticmethod
+    def _filtered(query: Any, verdict: str | None, command: str | None) -> Any:
+        query = query.where(quirks.c.differences > 0)
         if verdict:
             query = query.where(quirks.c.verdict == verdict)
         if command:
             query = query.where(quirks.c.command == command)
+        return query
+
+    def count_quirks(self, *, verdict: str | None = None, command: str | None = None) -> int:
+        """How many quirks `quirks()` would list without a limit."""
+        query = self._filtered(sa.select(sa.func.count()).select_from(quirks), verdict, command)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def quirks(self, *, verdict: str | None = None, command: str | None = None,
+               limit: int | None = None) -> list[Quirk]:
+        """Quirks with at least one difference, most frequent first."""
+        query = self._filtered(sa.select(quirks), verdict, command)
         query = query.order_by(quirks.c.differences.desc(), quirks.c.fingerprint)
         if limit:
             query = query.limit(limit)

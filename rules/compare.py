@@ -8,6 +8,7 @@ path run (list alignment, then deepdiff, then classification).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -68,7 +69,12 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
 
 def canonical_bytes(document: Any) -> bytes:
     """One byte string per meaning: keys sorted, compact, numbers as JSON writes them."""
-    return orjson.dumps(document, option=_OPTS)
+    try:
+        return orjson.dumps(document, option=_OPTS)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the standard library writes them exactly.
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str,
+                          ensure_ascii=False).encode()
 
 
 def wildcard(path: str) -> str:
@@ -158,7 +164,7 @@ def _align(a: Any, b: Any, path: str, out: list[Difference]) -> Any:
                                       legacy=[item[key] for item in a], new=[item[key] for item in b]))
                 by_key = {repr(item[key]): item for item in b}
                 b = [by_key[k] for k in order_a]
-        return [_align(x, y, _join(path, i), out) for i, (x, y) in enumerate(zip(a, b))]
+        return [_align(x, y, _join(path, i), out) for i, (x, y) in enumerate(zip(a, b, strict=True))]
     return b
 
 

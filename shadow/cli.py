@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -44,7 +45,8 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(quirks_app, name="quirks")
 app.add_typer(config_app, name="config")
 
-out = Console(highlight=False)
+# Piped output (make demo in CI, logs) would wrap at rich's 80-column default: use 160.
+out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err = Console(stderr=True, highlight=False)
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
@@ -192,7 +194,8 @@ def demo_run(commands: int = typer.Option(5000, "--commands", "-n", min=1),
                           on_pair=lambda _p: progress.advance(task))
     catalogue = open_catalogue(result.config.store.url.reveal())
     try:
-        _quirk_table(catalogue.quirks(limit=limit), title=f"Quirks (top {limit} by count)")
+        total = catalogue.count_quirks()
+        _quirk_table(catalogue.quirks(limit=limit), title=f"Quirks: top {min(limit, total)} of {total} by count")
     finally:
         catalogue.close()
     _replay_line(result.replay)
@@ -210,10 +213,11 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed:,.0f}/s" if task.speed else "–/s", style="cyan")
 
 
-def _progress() -> Progress:
+def _progress(*, quiet: bool = False) -> Progress:
+    """A progress bar with rate and ETA on stderr (disabled for --json output)."""
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=err, refresh_per_second=8)
+                    console=err, refresh_per_second=8, disable=quiet)
 
 
 @app.command("replay")
@@ -233,7 +237,7 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
     factor = parse_speed(speed)
     commands = list(read_commands(trace))  # validate the whole trace before sending anything
     sink = JsonlPairs(output or cfg.replay.pairs)
-    with _progress() as progress:
+    with _progress(quiet=as_json) as progress:
         task = progress.add_task("replaying", total=len(commands))
         stats = asyncio.run(replay(commands, cfg, sink, speed=factor, concurrency=concurrency,
                                    on_pair=lambda _p: progress.advance(task)))
@@ -259,7 +263,7 @@ def compare_cmd(pairs: list[Path] = typer.Argument(..., help="pairs JSONL file(s
     catalogue = open_catalogue(_store_url(config, store))
     try:
         total = IngestStats()
-        with _progress() as progress:
+        with _progress(quiet=as_json) as progress:
             task = progress.add_task("comparing", total=None)
             for path in pairs:
                 stats = compare_into(JsonlPairs(path), catalogue, on_result=lambda _r: progress.advance(task))
@@ -292,12 +296,14 @@ def quirks_list(config: Optional[Path] = ConfigOption, store: Optional[str] = St
     catalogue = open_catalogue(_store_url(config, store))
     try:
         found = catalogue.quirks(verdict=verdict, command=command, limit=limit)
+        total = catalogue.count_quirks(verdict=verdict, command=command)
     finally:
         catalogue.close()
     if as_json:
         _print_json([q.to_dict() for q in found])
         return
-    _quirk_table(found, title=f"{len(found)} quirk(s) in {catalogue.url}")
+    shown = f"{total} quirk(s)" if total == len(found) else f"{len(found)} of {total} quirks (--limit to see more)"
+    _quirk_table(found, title=f"{shown} in {catalogue.url}")
 
 
 @quirks_app.command("show")
@@ -328,7 +334,8 @@ def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique pre
     table.add_column("legacy", style="red", overflow="fold")
     table.add_column("new", style="green", overflow="fold")
     for example in quirk.examples:
-        table.add_row(example.token, example.path, _value(example.legacy), _value(example.new))
+        legacy, new = _sides(quirk, example)
+        table.add_row(example.token, example.path, legacy, new)
     out.print(table)
 
 
@@ -341,28 +348,37 @@ def _value(value: Any, width: int = 60) -> Text:
     return Text(redact(text))  # Text, not markup: payload values are untrusted
 
 
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+def _sides(quirk: Any, example: Any, width: int = 60) -> tuple[Text, Text]:
+    """Both values of an example; a side where the field or item does not exist says so."""
+    absent = Text("(absent)", style="dim italic")
+    legacy = absent if quirk.change == "added" else _value(example.legacy, width)
+    new = absent if quirk.change == "removed" else _value(example.new, width)
+    return legacy, new
+
+
+def _when(value: Any, *, short: bool = False) -> str:
+    if value is None:
+        return "-"
+    return value.strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S UTC")
 
 
 def _quirk_table(found: list[Any], *, title: str) -> None:
     table = Table(title=title)
-    table.add_column("id", style="bold")
-    table.add_column("command")
-    table.add_column("path", overflow="fold")
-    table.add_column("transition")
-    table.add_column("count", justify="right")
-    table.add_column("pairs", justify="right")
-    table.add_column("first seen")
-    table.add_column("last seen")
-    table.add_column("example (legacy → new)", overflow="fold")
-    table.add_column("verdict")
+    table.add_column("id", style="bold", no_wrap=True, min_width=12)
+    table.add_column("command", overflow="fold")
+    table.add_column("path", overflow="fold", min_width=10)
+    table.add_column("transition", overflow="fold")
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("first / last seen", overflow="fold")
+    table.add_column("example: legacy → new", overflow="fold", min_width=12)
+    table.add_column("verdict", overflow="fold")
     for q in found:
         example = Text("")
         if q.example is not None:
-            example = _value(q.example.legacy, 28) + Text(" → ") + _value(q.example.new, 28)
-        table.add_row(q.id, q.command, q.pattern, q.transition, f"{q.differences:,}", f"{q.pairs:,}",
-                      _when(q.first_seen), _when(q.last_seen), example, q.verdict)
+            legacy, new = _sides(q, q.example, 30)
+            example = legacy + Text(" → ", style="dim") + new
+        seen = f"{_when(q.first_seen, short=True)}\n{_when(q.last_seen, short=True)}"
+        table.add_row(q.id, q.command, q.pattern, q.transition, f"{q.differences:,}", seen, example, q.verdict)
     out.print(table)
 
 

@@ -311,7 +311,8 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{file}: no such config file", hint="pass --config PATH, or run from the folder holding shadow.toml") from None
+        raise ConfigError(f"{file}: no such config file",
+                          hint="pass --config PATH, or run from the folder holding shadow.toml") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot be read: {exc}") from None
     return parse_config(text, source=str(file), env=env, base=file.resolve().parent)

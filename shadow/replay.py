@@ -154,7 +154,7 @@ async def replay(
             http = HttpTarget(target, config.targets[target.value], config.routes, session=session)
             targets[target] = (http, HttpStateReader(http, config.routes))
         try:
-            return await replay_commands(commands, targets, sink, primary=lambda c: primary_target(config.routing, c), speed=speed,
-                                         concurrency=limit, on_pair=on_pair)
+            return await replay_commands(commands, targets, sink, speed=speed, concurrency=limit, on_pair=on_pair,
+                                         primary=lambda c: primary_target(config.routing, c))
         finally:
             sink.close()

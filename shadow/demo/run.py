@@ -87,7 +87,7 @@ def reference_pair(workdir: Path, *, ports: tuple[int, int] | None = None,
             processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         urls = (f"http://127.0.0.1:{legacy_port}", f"http://127.0.0.1:{new_port}")
         deadline = time.monotonic() + ready_within
-        for url, process in zip(urls, processes):
+        for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, process, deadline)
         yield urls
     finally:

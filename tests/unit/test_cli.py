@@ -1,0 +1,97 @@
+"""The CLI: a thin skin; every listing has --json; errors are one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adapters.jsonl import JsonlPairs
+from shadow.cli import app
+from shadow.model import Command, Outcome, Pair, Status, Target
+
+runner = CliRunner()
+
+
+def write_pairs(path: Path, n: int = 6) -> Path:
+    sink = JsonlPairs(path)
+    for i in range(n):
+        sink.write(Pair(
+            command=Command(kind="assign_load", token=f"t{i}", zone="chi",
+                            received_at=datetime(2026, 11, 2, 11, i, tzinfo=timezone.utc)),
+            legacy=Outcome(target=Target.LEGACY, status=Status.OK, state={"zone": "CHI", "n": i}),
+            new=Outcome(target=Target.NEW, status=Status.OK, state={"zone": "chi" if i % 2 else "CHI", "n": i}),
+        ))
+    sink.close()
+    return path
+
+
+def test_help_lists_the_command_groups() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for group in ("replay", "compare", "quirks", "demo", "config"):
+        assert group in result.output
+
+
+def test_compare_then_quirks_list_and_show(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    first = runner.invoke(app, ["compare", str(pairs), "--store", store, "--json"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["compare", str(pairs), "--store", store, "--json"])
+    assert json.loads(again.stdout)["stored"]["replaced"] == 6
+    assert json.loads(again.stdout)["overall"] == {"name": "all", "pairs": 6, "matched": 3, "match_rate": 0.5}
+
+    listed = json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--json"]).stdout)
+    assert [(q["path"], q["transition"], q["differences"], q["verdict"]) for q in listed] == \
+        [("state.zone", "case-only", 3, "open")]
+    table = runner.invoke(app, ["quirks", "list", "--store", store])
+    assert listed[0]["id"] in table.output and "case-only" in table.output
+
+    shown = runner.invoke(app, ["quirks", "show", listed[0]["id"][:5], "--store", store, "--json"])
+    assert json.loads(shown.stdout)["examples"][0] == {"token": "t1", "path": "state.zone", "legacy": "CHI", "new": "chi"}
+    text = runner.invoke(app, ["quirks", "show", listed[0]["id"], "--store", store])
+    assert "case-only" in text.output and '"CHI"' in text.output
+
+
+def test_a_bad_line_in_pairs_names_file_and_line(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 2)
+    with pairs.open("ab") as handle:
+        handle.write(b'{"command": {"kind": "x"}, "legacy": 7}\n')
+    result = runner.invoke(app, ["compare", str(pairs), "--store", f"sqlite:///{tmp_path / 'c.db'}"])
+    assert result.exit_code == 2
+    assert "pairs.jsonl:3" in result.output and "Traceback" not in result.output
+
+
+def test_replay_refuses_a_bad_trace_before_sending_anything(tmp_path: Path, demo_config) -> None:
+    config = tmp_path / "shadow.toml"
+    from shadow.demo.run import demo_config_text
+
+    config.write_text(demo_config_text(1, 2))  # ports nobody listens on: nothing may be sent
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"kind": "assign_load"}\n{"kind": 12}\n')
+    result = runner.invoke(app, ["replay", str(trace), "-c", str(config)])
+    assert result.exit_code == 2 and "trace.jsonl:2" in result.output
+    assert not (tmp_path / "pairs.jsonl").exists()
+
+
+def test_unknown_quirk_and_bad_verdict_are_clear_errors(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    missing = runner.invoke(app, ["quirks", "show", "abc", "--store", store])
+    assert missing.exit_code == 4 and "no quirk with id 'abc'" in missing.output
+    bad = runner.invoke(app, ["quirks", "list", "--store", store, "--verdict", "maybe"])
+    assert bad.exit_code == 1 and "open, reproduce, retire, noise" in bad.output
+
+
+def test_empty_catalogue_lists_nothing_as_json(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["quirks", "list", "--store", f"sqlite:///{tmp_path / 'c.db'}", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_demo_trace_is_identical_for_a_seed(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path in (a, b):
+        assert runner.invoke(app, ["demo", "trace", "--commands", "300", "--seed", "11", "-o", str(path)]).exit_code == 0
+    assert a.read_bytes() == b.read_bytes() and len(a.read_bytes().splitlines()) == 300
