@@ -32,6 +32,7 @@ from shadow.demo.roster import (
     error_middleware,
     iso_ms,
     json_response,
+    stop_seq,
     zone_for,
 )
 
@@ -398,12 +399,7 @@ def legacy_app(db_path: str | None = None) -> web.Application:
         return handler
 
     async def put_eta(request: web.Request) -> web.Response:
-        try:
-            seq = int(request.match_info["seq"])
-        except ValueError:
-            raise DispatchError(
-                400, f"stop seq must be an integer, not {request.match_info['seq']!r}"
-            ) from None
+        seq = stop_seq(request)
         body = decode_body(await request.read(), UpdateStopEta)
         return json_response(update_stop_eta(db, request.match_info["load_id"], seq, body))
 

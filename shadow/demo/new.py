@@ -33,6 +33,7 @@ from shadow.demo.roster import (
     iso_ms,
     iso_seconds,
     json_response,
+    stop_seq,
     zone_for,
 )
 
@@ -256,12 +257,7 @@ def new_app() -> web.Application:
         return idempotent(request, 200, lambda: engine.cancel(request.match_info["load_id"], body))
 
     async def put_eta(request: web.Request) -> web.Response:
-        try:
-            seq = int(request.match_info["seq"])
-        except ValueError:
-            raise DispatchError(
-                400, f"stop seq must be an integer, not {request.match_info['seq']!r}"
-            ) from None
+        seq = stop_seq(request)
         body = decode_body(await request.read(), UpdateStopEta)
         load_id = request.match_info["load_id"]
         return idempotent(request, 200, lambda: engine.update_eta(load_id, seq, body))

@@ -221,6 +221,14 @@ def decode_body(raw: bytes, kind: type[B]) -> B:
     return body
 
 
+def stop_seq(request: web.Request) -> int:
+    """The {seq} of a stop's path as an integer, or a 400 that says what was sent."""
+    try:
+        return int(request.match_info["seq"])
+    except ValueError:
+        raise DispatchError(400, f"stop seq must be an integer, not {request.match_info['seq']!r}") from None
+
+
 def as_utc(value: datetime) -> datetime:
     """A timestamp in UTC; naive values are taken as UTC."""
     if value.tzinfo is None:
