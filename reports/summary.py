@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rules.catalogue import Catalogue
-from rules.schema import pair_results, quirks
+from rules.schema import differences, pair_results, quirks
 
 __all__ = ["MatchRate", "Summary", "summarise"]
 
@@ -32,6 +32,7 @@ class Summary:
     """The catalogue at a glance."""
 
     overall: MatchRate
+    accepted: MatchRate  # pairs whose every difference belongs to a retired or noise quirk count as matched
     by_command: list[MatchRate] = field(default_factory=list)
     by_zone: list[MatchRate] = field(default_factory=list)
     quirks: int = 0
@@ -42,7 +43,7 @@ class Summary:
         def rate(m: MatchRate) -> dict[str, Any]:
             return {"name": m.name, "pairs": m.pairs, "matched": m.matched, "match_rate": m.rate}
 
-        return {"overall": rate(self.overall), "by_command": [rate(m) for m in self.by_command],
+        return {"overall": rate(self.overall), "accepted": rate(self.accepted), "by_command": [rate(m) for m in self.by_command],
                 "by_zone": [rate(m) for m in self.by_zone], "quirks": self.quirks, "verdicts": self.verdicts}
 
 
@@ -59,11 +60,16 @@ def summarise(catalogue: Catalogue) -> Summary:
     """Overall and per-slice match rates, and quirk counts per verdict."""
     with catalogue.engine.connect() as conn:
         overall = _rates(conn, None)[0]
+        unexplained = sa.exists(
+            sa.select(1).select_from(differences.join(quirks, quirks.c.id == differences.c.quirk))
+            .where(differences.c.token == pair_results.c.token, quirks.c.verdict.in_(("open", "reproduce"))))
+        accepted = conn.execute(sa.select(sa.func.count()).select_from(pair_results).where(~unexplained)).scalar_one()
         verdicts = dict(conn.execute(
             sa.select(quirks.c.verdict, sa.func.count()).where(quirks.c.differences > 0).group_by(quirks.c.verdict)
         ).all())
         return Summary(
             overall=overall,
+            accepted=MatchRate("accepted", overall.pairs, accepted),
             by_command=_rates(conn, pair_results.c.command),
             by_zone=_rates(conn, pair_results.c.zone),
             quirks=sum(verdicts.values()),

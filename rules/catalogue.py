@@ -1,12 +1,14 @@
-"""The quirk catalogue: pair results, their differences, and quirks with roll-ups.
+"""The quirk catalogue: pair results, their differences, fingerprints and quirks with roll-ups.
 
 Any SQLAlchemy URL works (SQLite file by default, Postgres at scale). Storing
 is idempotent on the dispatch token: a pair compared again replaces its old
-result, and the quirk counts move by the difference, so nothing counts twice.
+result, and every roll-up moves by the difference, so nothing counts twice.
+Verdicts live in rule files; `apply_rules` copies them into the catalogue.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,15 +20,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rules.compare import PairResult
-from rules.schema import differences, pair_results, quirks
+from rules.paths import PathGlob, field_of
+from rules.rulefile import RuleSet
+from rules.schema import differences, fingerprints, pair_results, pairs, quirk_zones, quirks
 from rules.transitions import DESCRIPTIONS
 from shadow.errors import StoreError
+from shadow.model import Pair, from_json
 from shadow.secrets import mask_url
 
 __all__ = ["Catalogue", "Quirk", "Example", "IngestStats", "open_catalogue", "VERDICTS"]
 
 VERDICTS = ("open", "reproduce", "retire", "noise")
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_SORTS = {"count": (quirks.c.differences.desc(),), "first_seen": (quirks.c.first_seen,),
+          "last_seen": (quirks.c.last_seen.desc(),)}
 
 
 @dataclass(frozen=True)
@@ -37,15 +44,15 @@ class Example:
     path: str
     legacy: Any
     new: Any
+    command: str | None = None
 
 
 @dataclass(frozen=True)
 class Quirk:
-    """Every difference sharing one fingerprint."""
+    """Every difference of one field behaving one way, across commands and documents."""
 
     id: str
-    command: str
-    pattern: str
+    field: str
     change: str
     transition: str
     differences: int
@@ -53,28 +60,35 @@ class Quirk:
     first_seen: datetime | None
     last_seen: datetime | None
     verdict: str
+    verdict_source: str | None
     owner: str | None
     note: str | None
+    ticket: str | None
     example: Example | None
+    commands: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    zones: dict[str, int] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
 
     @property
     def description(self) -> str:
-        """The transition class in plain words."""
-        return DESCRIPTIONS.get(self.transition, self.transition)
+        """The quirk in plain words."""
+        return f"{self.field}: {DESCRIPTIONS.get(self.transition, self.transition)}"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view, for --json output."""
         def example(e: Example | None) -> dict[str, Any] | None:
-            return None if e is None else {"token": e.token, "path": e.path, "legacy": e.legacy, "new": e.new}
+            if e is None:
+                return None
+            return {"token": e.token, "command": e.command, "path": e.path, "legacy": e.legacy, "new": e.new}
 
         return {
-            "id": self.id, "command": self.command, "path": self.pattern, "change": self.change,
-            "transition": self.transition, "description": self.description,
-            "differences": self.differences, "pairs": self.pairs,
+            "id": self.id, "field": self.field, "change": self.change, "transition": self.transition,
+            "description": self.description, "differences": self.differences, "pairs": self.pairs,
             "first_seen": _iso(self.first_seen), "last_seen": _iso(self.last_seen),
-            "verdict": self.verdict, "owner": self.owner, "note": self.note,
-            "example": example(self.example), "examples": [example(e) for e in self.examples],
+            "verdict": self.verdict, "verdict_source": self.verdict_source, "owner": self.owner,
+            "note": self.note, "ticket": self.ticket, "commands": self.commands, "paths": self.paths,
+            "zones": self.zones, "example": example(self.example), "examples": [example(e) for e in self.examples],
         }
 
 
@@ -87,16 +101,21 @@ class IngestStats:
     matched: int = 0
     differences: int = 0
 
+    def add(self, other: "IngestStats") -> None:
+        """Accumulate another call's figures."""
+        self.pairs += other.pairs
+        self.replaced += other.replaced
+        self.matched += other.matched
+        self.differences += other.differences
+
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: every stored time is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    """Stored times are naive UTC; hand them out aware."""
+    return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -111,6 +130,51 @@ def _unjson(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+class _Rollup:
+    """Signed changes to one roll-up table's counters, keyed by its primary key."""
+
+    def __init__(self, table: sa.Table, keys: tuple[str, ...]) -> None:
+        self.table, self.keys = table, keys
+        self.differences: Counter[tuple[Any, ...]] = Counter()
+        self.pairs: Counter[tuple[Any, ...]] = Counter()
+        self.fresh: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def add(self, key: tuple[Any, ...], differences: int, pairs: int, row: dict[str, Any] | None = None,
+            when: datetime | None = None) -> None:
+        self.differences[key] += differences
+        self.pairs[key] += pairs
+        if row is None:
+            return
+        seen = self.fresh.get(key)
+        if seen is None:
+            self.fresh[key] = {**row, **({"first_seen": when, "last_seen": when} if when else {})}
+        elif when is not None:
+            seen["first_seen"] = min(seen["first_seen"], when)
+            seen["last_seen"] = max(seen["last_seen"], when)
+
+    def flush(self, conn: Connection, insert: Any) -> None:
+        table = self.table
+        if self.fresh:
+            stmt = insert(table)
+            ex = stmt.excluded
+            update = {"differences": table.c.differences + ex.differences, "pairs": table.c.pairs + ex.pairs}
+            if "first_seen" in table.c:
+                update["first_seen"] = sa.case((ex.first_seen < table.c.first_seen, ex.first_seen),
+                                               else_=table.c.first_seen)
+                update["last_seen"] = sa.case((ex.last_seen > table.c.last_seen, ex.last_seen),
+                                              else_=table.c.last_seen)
+            rows = [{**row, "differences": self.differences.pop(key), "pairs": self.pairs.pop(key)}
+                    for key, row in self.fresh.items()]
+            conn.execute(stmt.on_conflict_do_update(index_elements=list(self.keys), set_=update), rows)
+        # What is left only lost occurrences: its rows exist already.
+        gone = [{**{f"k_{k}": v for k, v in zip(self.keys, key, strict=True)}, "d": self.differences[key],
+                 "p": self.pairs[key]} for key in self.differences if self.differences[key] or self.pairs[key]]
+        if gone:
+            where = sa.and_(*(table.c[k] == sa.bindparam(f"k_{k}") for k in self.keys))
+            conn.execute(table.update().where(where).values(
+                differences=table.c.differences + sa.bindparam("d"), pairs=table.c.pairs + sa.bindparam("p")), gone)
+
+
 class Catalogue:
     """A catalogue store opened on one SQLAlchemy engine."""
 
@@ -121,7 +185,7 @@ class Catalogue:
     # -- writing -----------------------------------------------------------------
 
     def store(self, results: Iterable[PairResult], *, batch_size: int = 500) -> IngestStats:
-        """Store pair results (upsert on dispatch token) and move the quirk roll-ups."""
+        """Store pair results (upsert on dispatch token) and move every roll-up."""
         stats = IngestStats()
         batch: dict[str, PairResult] = {}
         for result in results:
@@ -137,16 +201,21 @@ class Catalogue:
         tokens = [r.token for r in batch]
         with self.engine.begin() as conn:
             old = conn.execute(
-                sa.select(differences.c.token, differences.c.fingerprint).where(differences.c.token.in_(tokens))
+                sa.select(differences.c.token, differences.c.fingerprint, differences.c.quirk, pair_results.c.zone)
+                .join(pair_results, pair_results.c.token == differences.c.token)
+                .where(differences.c.token.in_(tokens))
             ).all()
             stats.replaced += conn.execute(
                 sa.select(sa.func.count()).select_from(pair_results).where(pair_results.c.token.in_(tokens))
             ).scalar_one()
             if old:
                 conn.execute(differences.delete().where(differences.c.token.in_(tokens)))
-            conn.execute(self._upsert_pairs(), [self._pair_row(r) for r in batch])
+            conn.execute(self._upsert(pair_results, "token"), [self._pair_row(r) for r in batch])
+            kept = [{"token": r.token, "body": r.stored_pair} for r in batch if r.stored_pair is not None]
+            if kept:
+                conn.execute(self._upsert(pairs, "token"), kept)
             rows = [
-                {"token": r.token, "fingerprint": d.fingerprint, "path": d.path,
+                {"token": r.token, "fingerprint": d.fingerprint, "quirk": d.quirk, "path": d.path,
                  "legacy_value": _json(d.legacy), "new_value": _json(d.new)}
                 for r in batch for d in r.differences
             ]
@@ -168,15 +237,15 @@ class Catalogue:
                              hint="use a sqlite:/// or postgresql+psycopg:// URL for the catalogue")
         return insert(table)
 
-    def _upsert_pairs(self) -> Any:
-        stmt = self._insert(pair_results)
-        columns = {c.name: stmt.excluded[c.name] for c in pair_results.columns if c.name != "token"}
-        return stmt.on_conflict_do_update(index_elements=["token"], set_=columns)
+    def _upsert(self, table: sa.Table, key: str) -> Any:
+        stmt = self._insert(table)
+        columns = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+        return stmt.on_conflict_do_update(index_elements=[key], set_=columns)
 
     @staticmethod
     def _pair_row(r: PairResult) -> dict[str, Any]:
         return {
-            "token": r.token, "command": r.command, "zone": r.zone,
+            "token": r.token, "command": r.command, "zone": r.zone, "entity": r.entity,
             "received_at": _naive_utc(r.received_at), "compared_at": _naive_utc(r.compared_at),
             "matched": r.matched, "difference_count": len(r.differences),
             "legacy_status": r.legacy_status, "new_status": r.new_status,
@@ -185,123 +254,204 @@ class Catalogue:
         }
 
     def _move_rollups(self, conn: Connection, batch: list[PairResult], old: list[Any]) -> None:
-        diff_delta: Counter[str] = Counter()
-        pair_delta: Counter[str] = Counter()
-        for _token, fp in old:
-            diff_delta[fp] -= 1
-        for _token, fp in set(map(tuple, old)):
-            pair_delta[fp] -= 1
-        fresh: dict[str, dict[str, Any]] = {}
+        by_fingerprint = _Rollup(fingerprints, ("fingerprint",))
+        by_quirk = _Rollup(quirks, ("id",))
+        by_zone = _Rollup(quirk_zones, ("quirk", "zone"))
+        for _token, fingerprint, quirk, zone in old:
+            by_fingerprint.add((fingerprint,), -1, 0)
+            by_quirk.add((quirk,), -1, 0)
+            by_zone.add((quirk, zone or ""), -1, 0)
+        # A pair counts once per fingerprint, quirk and zone, however many occurrences it had.
+        for _token, fingerprint in {(t, f) for t, f, _, _ in old}:
+            by_fingerprint.add((fingerprint,), 0, -1)
+        for _token, quirk, zone in {(t, q, z) for t, _, q, z in old}:
+            by_quirk.add((quirk,), 0, -1)
+            by_zone.add((quirk, zone or ""), 0, -1)
         for r in batch:
-            seen: set[str] = set()
             when = _naive_utc(r.received_at)
+            zone = r.zone or ""
+            seen_fingerprints: set[str] = set()
+            seen_quirks: set[str] = set()
             for d in r.differences:
-                diff_delta[d.fingerprint] += 1
-                if d.fingerprint not in seen:
-                    seen.add(d.fingerprint)
-                    pair_delta[d.fingerprint] += 1
-                row = fresh.get(d.fingerprint)
-                if row is None:
-                    fresh[d.fingerprint] = {
-                        "fingerprint": d.fingerprint, "command": r.command, "pattern": d.pattern,
-                        "change": d.change, "transition": d.transition, "first_seen": when, "last_seen": when,
-                        "example_token": r.token, "example_path": d.path,
-                        "example_legacy": _json(d.legacy), "example_new": _json(d.new), "verdict": "open",
-                    }
+                new_fp, new_quirk = d.fingerprint not in seen_fingerprints, d.quirk not in seen_quirks
+                seen_fingerprints.add(d.fingerprint)
+                seen_quirks.add(d.quirk)
+                by_fingerprint.add((d.fingerprint,), 1, int(new_fp), {
+                    "fingerprint": d.fingerprint, "quirk": d.quirk, "command": r.command, "pattern": d.pattern,
+                    "change": d.change, "transition": d.transition}, when)
+                by_quirk.add((d.quirk,), 1, int(new_quirk), {
+                    "id": d.quirk, "field": field_of(d.pattern), "change": d.change, "transition": d.transition,
+                    "example_token": r.token, "example_command": r.command, "example_path": d.path,
+                    "example_legacy": _json(d.legacy), "example_new": _json(d.new), "verdict": "open"}, when)
+                by_zone.add((d.quirk, zone), 1, int(new_quirk), {"quirk": d.quirk, "zone": zone})
+        for rollup in (by_fingerprint, by_quirk, by_zone):
+            rollup.flush(conn, self._insert)
+
+    def apply_rules(self, rules: RuleSet) -> dict[str, int]:
+        """Copy verdicts from rule files into the catalogue; declared noise paths make their quirks noise.
+
+        A quirk with no verdict in any rule file is `open`, or `noise` when one of
+        its paths is a declared noise path. Returns how many quirks got each verdict.
+        """
+        decisions = rules.decisions
+        noise = [(PathGlob.compile(n.path), n, path) for path, n in
+                 ((rule.path, n) for rule in rules.files for n in rule.noise)]
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with self.engine.begin() as conn:
+            current = {row.id: row for row in conn.execute(sa.select(
+                quirks.c.id, quirks.c.verdict, quirks.c.verdict_source, quirks.c.owner, quirks.c.note,
+                quirks.c.ticket))}
+            patterns: dict[str, list[str]] = {}
+            for quirk, pattern in conn.execute(sa.select(fingerprints.c.quirk, fingerprints.c.pattern)):
+                patterns.setdefault(quirk, []).append(pattern)
+            updates = []
+            for quirk_id, row in current.items():
+                wanted: dict[str, Any] = {"verdict": "open", "verdict_source": None, "owner": None, "note": None,
+                                          "ticket": None}
+                if quirk_id in decisions:
+                    decision, path = decisions[quirk_id]
+                    wanted = {"verdict": decision.verdict, "verdict_source": path.name if path else "rules",
+                              "owner": decision.owner, "note": decision.note, "ticket": decision.ticket}
                 else:
-                    row["first_seen"] = min(row["first_seen"], when)
-                    row["last_seen"] = max(row["last_seen"], when)
-        if fresh:
-            stmt = self._insert(quirks)
-            ex = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["fingerprint"],
-                set_={
-                    "differences": quirks.c.differences + ex.differences,
-                    "pairs": quirks.c.pairs + ex.pairs,
-                    "first_seen": sa.case((ex.first_seen < quirks.c.first_seen, ex.first_seen),
-                                          else_=quirks.c.first_seen),
-                    "last_seen": sa.case((ex.last_seen > quirks.c.last_seen, ex.last_seen),
-                                         else_=quirks.c.last_seen),
-                },
-            )
-            conn.execute(stmt, [{**row, "differences": diff_delta.pop(fp), "pairs": pair_delta.pop(fp)}
-                                for fp, row in fresh.items()])
-        gone = [{"fp": fp, "d": diff_delta[fp], "p": pair_delta[fp]} for fp in diff_delta if diff_delta[fp]]
-        if gone:
-            conn.execute(
-                quirks.update().where(quirks.c.fingerprint == sa.bindparam("fp")).values(
-                    differences=quirks.c.differences + sa.bindparam("d"),
-                    pairs=quirks.c.pairs + sa.bindparam("p"),
-                ),
-                gone,
-            )
+                    for glob, declared, path in noise:
+                        if any(glob.matches(p) for p in patterns.get(quirk_id, ())):
+                            wanted = {"verdict": "noise", "verdict_source": path.name if path else declared.source,
+                                      "owner": declared.source, "note": declared.reason or None, "ticket": None}
+                            break
+                if any(getattr(row, k) != v for k, v in wanted.items()):
+                    updates.append({"k": quirk_id, **wanted, "updated_at": now})
+            if updates:
+                conn.execute(quirks.update().where(quirks.c.id == sa.bindparam("k")).values(
+                    verdict=sa.bindparam("verdict"), verdict_source=sa.bindparam("verdict_source"),
+                    owner=sa.bindparam("owner"), note=sa.bindparam("note"), ticket=sa.bindparam("ticket"),
+                    updated_at=sa.bindparam("updated_at")), updates)
+            return dict(Counter(r.verdict for r in conn.execute(
+                sa.select(quirks.c.verdict).where(quirks.c.differences > 0))))
 
     # -- reading -----------------------------------------------------------------
 
     @staticmethod
-    def _filtered(query: Any, verdict: str | None, command: str | None) -> Any:
+    def _filtered(query: Any, verdict: str | None, command: str | None, zone: str | None,
+                  entity: str | None) -> Any:
         query = query.where(quirks.c.differences > 0)
         if verdict:
             query = query.where(quirks.c.verdict == verdict)
         if command:
-            query = query.where(quirks.c.command == command)
+            query = query.where(quirks.c.id.in_(
+                sa.select(fingerprints.c.quirk).where(fingerprints.c.command == command, fingerprints.c.differences > 0)))
+        if zone:
+            query = query.where(quirks.c.id.in_(
+                sa.select(quirk_zones.c.quirk).where(quirk_zones.c.zone == zone, quirk_zones.c.differences > 0)))
+        if entity:
+            query = query.where(quirks.c.id.in_(
+                sa.select(differences.c.quirk).where(differences.c.token.in_(
+                    sa.select(pair_results.c.token).where(pair_results.c.entity == entity)))))
         return query
 
-    def count_quirks(self, *, verdict: str | None = None, command: str | None = None) -> int:
+    def count_quirks(self, *, verdict: str | None = None, command: str | None = None, zone: str | None = None,
+                     entity: str | None = None) -> int:
         """How many quirks `quirks()` would list without a limit."""
-        query = self._filtered(sa.select(sa.func.count()).select_from(quirks), verdict, command)
+        query = self._filtered(sa.select(sa.func.count()).select_from(quirks), verdict, command, zone, entity)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
-    def quirks(self, *, verdict: str | None = None, command: str | None = None,
-               limit: int | None = None) -> list[Quirk]:
-        """Quirks with at least one difference, most frequent first."""
-        query = self._filtered(sa.select(quirks), verdict, command)
-        query = query.order_by(quirks.c.differences.desc(), quirks.c.fingerprint)
+    def quirks(self, *, verdict: str | None = None, command: str | None = None, zone: str | None = None,
+               entity: str | None = None, limit: int | None = None, offset: int = 0,
+               sort: str = "count") -> list[Quirk]:
+        """Quirks with at least one difference (most frequent first), with their commands and zones."""
+        query = self._filtered(sa.select(quirks), verdict, command, zone, entity)
+        query = query.order_by(*_SORTS.get(sort, _SORTS["count"]), quirks.c.id).offset(offset)
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [self._quirk(row) for row in conn.execute(query).mappings()]
+            rows = conn.execute(query).mappings().all()
+            ids = [row["id"] for row in rows]
+            where = self._where_fingerprints(conn, ids)
+            zones = self._zones(conn, ids)
+        return [self._quirk(row, where.get(row["id"], ([], [])), zones.get(row["id"], {})) for row in rows]
 
     def quirk(self, quirk_id: str, *, examples: int = 5) -> Quirk:
         """One quirk by id (a unique prefix will do), with example occurrences."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(quirks).where(quirks.c.fingerprint.like(f"{quirk_id}%")).limit(2)
-            ).mappings().all()
+            rows = conn.execute(sa.select(quirks).where(quirks.c.id.like(f"{quirk_id}%")).limit(2)).mappings().all()
             if not rows:
-                raise StoreError(f"no quirk with id {quirk_id!r} in {self.url}",
-                                 hint="`shadow quirks list` shows the ids")
+                raise StoreError(f"no quirk with id {quirk_id!r} in {self.url}", hint="`shadow quirks list` shows the ids")
             if len(rows) > 1:
-                raise StoreError(f"quirk id {quirk_id!r} is ambiguous in {self.url}",
-                                 hint="give more characters of the id")
+                raise StoreError(f"quirk id {quirk_id!r} is ambiguous in {self.url}", hint="give more characters of the id")
+            row = rows[0]
             found = conn.execute(
                 sa.select(differences.c.token, differences.c.path, differences.c.legacy_value,
-                          differences.c.new_value)
-                .where(differences.c.fingerprint == rows[0]["fingerprint"])
-                .order_by(differences.c.id).limit(examples)
+                          differences.c.new_value, pair_results.c.command)
+                .join(pair_results, pair_results.c.token == differences.c.token)
+                .where(differences.c.quirk == row["id"]).order_by(differences.c.id).limit(examples)
             ).all()
-        return self._quirk(rows[0], [Example(t, p, _unjson(a), _unjson(b)) for t, p, a, b in found])
+            where = self._where_fingerprints(conn, [row["id"]])
+            zones = self._zones(conn, [row["id"]])
+        return self._quirk(row, where.get(row["id"], ([], [])), zones.get(row["id"], {}),
+                           [Example(t, p, _unjson(a), _unjson(b), c) for t, p, a, b, c in found])
 
     @staticmethod
-    def _quirk(row: Any, examples: list[Example] | None = None) -> Quirk:
+    def _where_fingerprints(conn: Connection, ids: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+        out: dict[str, tuple[list[str], list[str]]] = {}
+        if not ids:
+            return out
+        for quirk, command, pattern in conn.execute(
+                sa.select(fingerprints.c.quirk, fingerprints.c.command, fingerprints.c.pattern)
+                .where(fingerprints.c.quirk.in_(ids), fingerprints.c.differences > 0)):
+            commands, paths = out.setdefault(quirk, ([], []))
+            if command not in commands:
+                commands.append(command)
+            if pattern not in paths:
+                paths.append(pattern)
+        return {k: (sorted(c), sorted(p)) for k, (c, p) in out.items()}
+
+    @staticmethod
+    def _zones(conn: Connection, ids: list[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        if ids:
+            for quirk, zone, count in conn.execute(
+                    sa.select(quirk_zones.c.quirk, quirk_zones.c.zone, quirk_zones.c.differences)
+                    .where(quirk_zones.c.quirk.in_(ids), quirk_zones.c.differences > 0)
+                    .order_by(quirk_zones.c.zone)):
+                out.setdefault(quirk, {})[zone] = count
+        return out
+
+    @staticmethod
+    def _quirk(row: Any, where: tuple[list[str], list[str]], zones: dict[str, int],
+               examples: list[Example] | None = None) -> Quirk:
         example = None
         if row["example_token"] is not None:
-            example = Example(row["example_token"], row["example_path"],
-                              _unjson(row["example_legacy"]), _unjson(row["example_new"]))
+            example = Example(row["example_token"], row["example_path"], _unjson(row["example_legacy"]),
+                              _unjson(row["example_new"]), row["example_command"])
         return Quirk(
-            id=row["fingerprint"], command=row["command"], pattern=row["pattern"], change=row["change"],
-            transition=row["transition"], differences=row["differences"], pairs=row["pairs"],
-            first_seen=_utc(row["first_seen"]), last_seen=_utc(row["last_seen"]), verdict=row["verdict"],
-            owner=row["owner"], note=row["note"], example=example, examples=examples or [],
+            id=row["id"], field=row["field"], change=row["change"], transition=row["transition"],
+            differences=row["differences"], pairs=row["pairs"], first_seen=_utc(row["first_seen"]),
+            last_seen=_utc(row["last_seen"]), verdict=row["verdict"], verdict_source=row["verdict_source"],
+            owner=row["owner"], note=row["note"], ticket=row["ticket"], example=example,
+            commands=where[0], paths=where[1], zones=zones, examples=examples or [],
         )
 
-    def pair_results(self) -> Iterator[dict[str, Any]]:
-        """Every stored pair result, oldest command first."""
+    def difference_counts(self) -> dict[str, int]:
+        """Quirk id → how many stored differences it holds."""
         with self.engine.connect() as conn:
-            for row in conn.execute(sa.select(pair_results).order_by(pair_results.c.received_at)).mappings():
-                yield dict(row)
+            return dict(conn.execute(sa.select(quirks.c.id, quirks.c.differences).where(quirks.c.differences > 0)).all())
+
+    def stored_pairs(self, *, page: int = 1000) -> Iterator[Pair]:
+        """Every kept pair (redacted as stored), for re-comparing.
+
+        Pages are read whole and their connection released before they are handed
+        out, so a caller may write results back while it iterates.
+        """
+        last = ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(pairs.c.token, pairs.c.body).where(pairs.c.token > last)
+                                    .order_by(pairs.c.token).limit(page)).all()
+            if not rows:
+                return
+            for _token, body in rows:
+                yield from_json(zlib.decompress(body), Pair)
+            last = rows[-1][0]
 
     def close(self) -> None:
         """Release the engine's connections."""
@@ -320,7 +470,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def open_catalogue(url: str, *, migrate: bool = True) -> Catalogue:
     """Open (and create or migrate to the latest revision) the catalogue at a SQLAlchemy URL."""
     try:
-        engine = sa.create_engine(url, future=True)
+        engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
         raise StoreError(f"catalogue URL {mask_url(url)} cannot be used: {exc}",
                          hint="use e.g. sqlite:///shadow.db or postgresql+psycopg://user@host/db") from None
@@ -348,4 +498,3 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
-

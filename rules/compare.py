@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,11 +18,13 @@ import msgspec
 import orjson
 from deepdiff import DeepDiff
 
+from rules.normalise import Normaliser
+from rules.paths import field_of
 from rules.transitions import classify, value_type
-from shadow.model import Outcome, Pair
+from shadow.model import Outcome, Pair, to_json
 
-__all__ = ["Difference", "PairResult", "compare_pair", "outcome_document", "canonical_bytes",
-           "fingerprint_id", "wildcard"]
+__all__ = ["Comparator", "Difference", "PairResult", "compare_pair", "outcome_document", "canonical_bytes",
+           "fingerprint_id", "quirk_id", "wildcard"]
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _INDEX = re.compile(r"\[\d+\]")
@@ -38,6 +41,7 @@ class Difference(msgspec.Struct, kw_only=True):
     legacy: Any = None
     new: Any = None
     fingerprint: str = ""
+    quirk: str = ""
 
 
 class PairResult(msgspec.Struct, kw_only=True):
@@ -46,6 +50,7 @@ class PairResult(msgspec.Struct, kw_only=True):
     token: str
     command: str
     zone: str | None
+    entity: str | None
     received_at: datetime
     matched: bool
     legacy_status: str
@@ -55,6 +60,7 @@ class PairResult(msgspec.Struct, kw_only=True):
     primary: str
     differences: list[Difference] = []
     compared_at: datetime = msgspec.field(default_factory=lambda: datetime.now(timezone.utc))
+    stored_pair: bytes | None = None  # the pair as the catalogue keeps it: redacted, compressed
 
 
 def outcome_document(outcome: Outcome) -> dict[str, Any]:
@@ -88,30 +94,76 @@ def fingerprint_id(command: str, pattern: str, change: str, transition: str) -> 
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+def quirk_id(field: str, change: str, transition: str) -> str:
+    """A stable id for a quirk: one field behaving one way, whichever command or document showed it.
+
+    Legacy stores a zone upper-case once; every command that reads the load back
+    shows it, in the response and in the state. Grouping by field, change and
+    transition class makes that one decision for a product owner, not ten.
+    """
+    text = f"quirk\x1f{field}\x1f{change}\x1f{transition}"
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+class Comparator:
+    """Normalise both outcomes with the compiled rules, then compare; fast when they agree."""
+
+    def __init__(self, normaliser: Normaliser | None = None, *, keep_pairs: bool = False) -> None:
+        self.normaliser = normaliser or Normaliser()
+        self.keep_pairs = keep_pairs
+        self._quirk_of: dict[tuple[str, str, str], str] = {}
+
+    def compare(self, pair: Pair) -> PairResult:
+        """The pair's result; the pair's documents are normalised in place."""
+        command = pair.command
+        legacy_doc, new_doc = outcome_document(pair.legacy), outcome_document(pair.new)
+        stored = None
+        if self.keep_pairs:
+            if self.normaliser.redact(command.kind, legacy_doc, new_doc):
+                _write_back(pair, legacy_doc, new_doc)
+            stored = zlib.compress(to_json(pair), 1)
+        self.normaliser.apply(command.kind, legacy_doc, new_doc)
+        if canonical_bytes(legacy_doc) == canonical_bytes(new_doc):
+            differences: list[Difference] = []
+        else:
+            differences = diff_documents(legacy_doc, new_doc)
+            for d in differences:
+                d.fingerprint = fingerprint_id(command.kind, d.pattern, d.change, d.transition)
+                key = (d.pattern, d.change, d.transition)
+                quirk = self._quirk_of.get(key)
+                if quirk is None:
+                    quirk = self._quirk_of[key] = quirk_id(field_of(d.pattern), d.change, d.transition)
+                d.quirk = quirk
+        return PairResult(
+            token=pair.token,
+            command=command.kind,
+            zone=command.zone,
+            entity=next(iter(command.keys.values()), None) if command.keys else None,
+            received_at=command.received_at,
+            matched=not differences,
+            legacy_status=pair.legacy.status.value,
+            new_status=pair.new.status.value,
+            legacy_latency_ms=pair.legacy.latency_ms,
+            new_latency_ms=pair.new.latency_ms,
+            primary=pair.primary.value,
+            differences=differences,
+            stored_pair=stored,
+        )
+
+
+def _write_back(pair: Pair, legacy_doc: dict[str, Any], new_doc: dict[str, Any]) -> None:
+    """Redacted documents replace the outcome's response and state before the pair is kept."""
+    for outcome, doc in ((pair.legacy, legacy_doc), (pair.new, new_doc)):
+        outcome.response = doc.get("response")
+        outcome.state = doc.get("state")
+
+
+_DEFAULT = Comparator()
+
+
 def compare_pair(pair: Pair) -> PairResult:
-    """Compare both outcomes of a pair; fast when they agree."""
-    command = pair.command
-    legacy_doc, new_doc = outcome_document(pair.legacy), outcome_document(pair.new)
-    if canonical_bytes(legacy_doc) == canonical_bytes(new_doc):
-        differences: list[Difference] = []
-    else:
-        differences = diff_documents(legacy_doc, new_doc)
-        for difference in differences:
-            difference.fingerprint = fingerprint_id(command.kind, difference.pattern,
-                                                    difference.change, difference.transition)
-    return PairResult(
-        token=pair.token,
-        command=command.kind,
-        zone=command.zone,
-        received_at=command.received_at,
-        matched=not differences,
-        legacy_status=pair.legacy.status.value,
-        new_status=pair.new.status.value,
-        legacy_latency_ms=pair.legacy.latency_ms,
-        new_latency_ms=pair.new.latency_ms,
-        primary=pair.primary.value,
-        differences=differences,
-    )
+    """Compare a pair with no rules (see Comparator for rules and kept pairs)."""
+    return _DEFAULT.compare(pair)
 
 
 def _join(path: str, part: Any) -> str:

@@ -13,8 +13,9 @@ pair_results = sa.Table(
     sa.Column("token", sa.String(64), primary_key=True),
     sa.Column("command", sa.String(128), nullable=False),
     sa.Column("zone", sa.String(64)),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("compared_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("entity", sa.String(256)),          # the first natural key's value, e.g. a load id
+    sa.Column("received_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("compared_at", sa.DateTime(timezone=False), nullable=False),
     sa.Column("matched", sa.Boolean, nullable=False),
     sa.Column("difference_count", sa.Integer, nullable=False),
     sa.Column("legacy_status", sa.String(16), nullable=False),
@@ -24,6 +25,15 @@ pair_results = sa.Table(
     sa.Column("primary_target", sa.String(16), nullable=False),
     sa.Index("ix_pair_results_received_at", "received_at"),
     sa.Index("ix_pair_results_command_zone", "command", "zone"),
+    sa.Index("ix_pair_results_entity", "entity"),
+)
+
+# The pair itself (redacted, zlib-compressed JSON), so rules can be re-applied later.
+pairs = sa.Table(
+    "pairs",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
 # Field-level differences of the pairs that did not match.
@@ -33,32 +43,65 @@ differences = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("token", sa.String(64), nullable=False),
     sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("quirk", sa.String(32), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("legacy_value", sa.Text),   # JSON
     sa.Column("new_value", sa.Text),      # JSON
     sa.Index("ix_differences_token", "token"),
     sa.Index("ix_differences_fingerprint", "fingerprint"),
+    sa.Index("ix_differences_quirk", "quirk"),
 )
 
-# One row per fingerprint: the quirk, with roll-ups kept as pairs are stored.
-quirks = sa.Table(
-    "quirks",
+# One row per fingerprint (command kind + wildcarded path + change + transition class).
+fingerprints = sa.Table(
+    "fingerprints",
     metadata,
     sa.Column("fingerprint", sa.String(32), primary_key=True),
+    sa.Column("quirk", sa.String(32), nullable=False),
     sa.Column("command", sa.String(128), nullable=False),
     sa.Column("pattern", sa.Text, nullable=False),
     sa.Column("change", sa.String(16), nullable=False),
     sa.Column("transition", sa.String(64), nullable=False),
-    sa.Column("differences", sa.Integer, nullable=False, default=0),
-    sa.Column("pairs", sa.Integer, nullable=False, default=0),
-    sa.Column("first_seen", sa.DateTime(timezone=True)),
-    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("differences", sa.Integer, nullable=False),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=False)),
+    sa.Column("last_seen", sa.DateTime(timezone=False)),
+    sa.Index("ix_fingerprints_quirk", "quirk"),
+)
+
+# One row per quirk: one field behaving one way, wherever it showed; roll-ups kept as pairs are stored.
+quirks = sa.Table(
+    "quirks",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("change", sa.String(16), nullable=False),
+    sa.Column("transition", sa.String(64), nullable=False),
+    sa.Column("differences", sa.Integer, nullable=False),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=False)),
+    sa.Column("last_seen", sa.DateTime(timezone=False)),
     sa.Column("example_token", sa.String(64)),
+    sa.Column("example_command", sa.String(128)),
     sa.Column("example_path", sa.Text),
     sa.Column("example_legacy", sa.Text),  # JSON
     sa.Column("example_new", sa.Text),     # JSON
-    sa.Column("verdict", sa.String(16), nullable=False, default="open"),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("verdict_source", sa.String(64)),  # the rule file or detector that set it
     sa.Column("owner", sa.String(128)),
     sa.Column("note", sa.Text),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("ticket", sa.String(64)),
+    sa.Column("updated_at", sa.DateTime(timezone=False)),
+    sa.Index("ix_quirks_verdict", "verdict"),
+)
+
+# Per quirk and zone: answers "which quirks hit this zone" without scanning differences.
+quirk_zones = sa.Table(
+    "quirk_zones",
+    metadata,
+    sa.Column("quirk", sa.String(32), primary_key=True),
+    sa.Column("zone", sa.String(64), primary_key=True),
+    sa.Column("differences", sa.Integer, nullable=False),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Index("ix_quirk_zones_zone", "zone"),
 )

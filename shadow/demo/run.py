@@ -21,12 +21,12 @@ from typing import Callable, Iterator
 
 from adapters.jsonl import JsonlPairs, read_commands
 from reports.summary import Summary, summarise
-from rules.catalogue import IngestStats, open_catalogue
+from rules.catalogue import open_catalogue
 from shadow.config import Config, load_config
 from shadow.demo.trace import write_trace
 from shadow.errors import TargetError
 from shadow.model import Pair
-from shadow.pipeline import compare_into
+from shadow.pipeline import CompareRun, compare_into
 from shadow.replay import ReplayStats, replay
 
 __all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "free_port"]
@@ -41,7 +41,7 @@ class DemoResult:
     workdir: Path
     config: Config
     replay: ReplayStats
-    stored: IngestStats
+    compared: CompareRun
     summary: Summary
 
 
@@ -107,7 +107,8 @@ def run_demo(*, commands: int = 5000, seed: int = 7, workdir: Path = Path(".demo
     """Start the reference pair, make a trace, replay it, compare it; stop the services."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("shadow.db", "shadow.db-wal", "shadow.db-shm", "legacy.sqlite", "pairs.jsonl", "trace.jsonl"):
+    for stale in ("shadow.db", "shadow.db-wal", "shadow.db-shm", "legacy.sqlite", "pairs.jsonl", "trace.jsonl",
+                  "rules/noise-proposed.toml"):
         (workdir / stale).unlink(missing_ok=True)
     trace = workdir / "trace.jsonl"
     on_step(f"writing a {commands:,}-command trace (seed {seed}) to {trace}")
@@ -124,8 +125,8 @@ def run_demo(*, commands: int = 5000, seed: int = 7, workdir: Path = Path(".demo
     on_step(f"comparing {replayed.pairs:,} pairs into {config.store.url}")
     catalogue = open_catalogue(config.store.url.reveal())
     try:
-        stored = compare_into(JsonlPairs(config.replay.pairs), catalogue)
+        compared = compare_into(JsonlPairs(config.replay.pairs), catalogue, rules_folder=config.store.rules)
         summary = summarise(catalogue)
     finally:
         catalogue.close()
-    return DemoResult(workdir=workdir, config=config, replay=replayed, stored=stored, summary=summary)
+    return DemoResult(workdir=workdir, config=config, replay=replayed, compared=compared, summary=summary)

@@ -45,13 +45,14 @@ def test_compare_then_quirks_list_and_show(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["overall"] == {"name": "all", "pairs": 6, "matched": 3, "match_rate": 0.5}
 
     listed = json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--json"]).stdout)
-    assert [(q["path"], q["transition"], q["differences"], q["verdict"]) for q in listed] == \
-        [("state.zone", "case-only", 3, "open")]
+    assert [(q["paths"], q["transition"], q["differences"], q["verdict"]) for q in listed] == \
+        [(["state.zone"], "case-only", 3, "open")]
     table = runner.invoke(app, ["quirks", "list", "--store", store])
     assert listed[0]["id"] in table.output and "case-only" in table.output
 
     shown = runner.invoke(app, ["quirks", "show", listed[0]["id"][:5], "--store", store, "--json"])
-    assert json.loads(shown.stdout)["examples"][0] == {"token": "t1", "path": "state.zone", "legacy": "CHI", "new": "chi"}
+    assert json.loads(shown.stdout)["examples"][0] == {"token": "t1", "command": "assign_load", "path": "state.zone",
+                                                       "legacy": "CHI", "new": "chi"}
     text = runner.invoke(app, ["quirks", "show", listed[0]["id"], "--store", store])
     assert "case-only" in text.output and '"CHI"' in text.output
 

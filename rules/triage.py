@@ -1,0 +1,126 @@
+"""Triage: a verdict on a quirk becomes its rule file (comments kept) and its catalogue row.
+
+One implementation behind `shadow quirks triage` and the triage page. The rule
+file is the record — versioned and reviewed like code — and the catalogue
+follows it (`Catalogue.apply_rules`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomlkit
+
+from rules.catalogue import Catalogue, Quirk
+from rules.compare import Comparator
+from rules.normalise import Normaliser
+from rules.paths import PathGlob
+from rules.rulefile import RuleSet, Verdict, load_rules, now_utc, parse_rule_file
+from shadow.errors import ShadowError
+
+__all__ = ["triage", "RulesTest", "test_rule_file"]
+
+
+def _new_rule_document(quirk: Quirk) -> tomlkit.TOMLDocument:
+    document = tomlkit.document()
+    document.add(tomlkit.comment(f"Quirk {quirk.id}: {quirk.description}"))
+    document.add(tomlkit.comment(f"field {quirk.field}, change {quirk.change}, transition {quirk.transition}"))
+    document.add(tomlkit.comment(f"seen at {', '.join(quirk.paths)} in {', '.join(quirk.commands)}"))
+    if quirk.example is not None:
+        example = quirk.example
+        document.add(tomlkit.comment(f"e.g. {example.path}: legacy {example.legacy!r} vs new {example.new!r}"[:200]))
+    document.add(tomlkit.nl())
+    return document
+
+
+def triage(catalogue: Catalogue, rules_folder: Path, quirk_id: str, verdict: Verdict, *, owner: str,
+           note: str | None = None, ticket: str | None = None) -> Path:
+    """Record a verdict on one quirk in its rule file and in the catalogue; returns the file."""
+    if not owner.strip():
+        raise ShadowError("a verdict needs an owner", hint="pass --owner NAME: who decided")
+    quirk = catalogue.quirk(quirk_id)
+    rules = load_rules(rules_folder)
+    path = rules.file_for(quirk.id) or rules_folder / f"quirk-{quirk.id}.toml"
+    if path.exists():
+        document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    else:
+        document = _new_rule_document(quirk)
+    table = document.get("quirk")
+    if table is None:
+        table = tomlkit.table()
+        document.append("quirk", table)
+    table["id"] = quirk.id
+    table["verdict"] = verdict
+    table["owner"] = owner
+    for key, value in (("note", note), ("ticket", ticket)):
+        if value is not None:
+            table[key] = value
+    table["decided_at"] = now_utc()
+    text = tomlkit.dumps(document)
+    parse_rule_file(text, str(path))  # never write a file the next run would refuse
+    rules_folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    catalogue.apply_rules(load_rules(rules_folder))
+    return path
+
+
+@dataclass
+class RulesTest:
+    """What a new or changed rule file would do to the stored differences, before it is committed."""
+
+    file: str
+    pairs: int = 0
+    differences_before: int = 0
+    differences_after: int = 0
+    matched: dict[str, int] = field(default_factory=dict)      # quirk → differences the rule removes
+    closed: list[str] = field(default_factory=list)             # quirks left with no difference
+    appeared: dict[str, int] = field(default_factory=dict)      # quirks the rule creates
+    verdicts: dict[str, str] = field(default_factory=dict)      # quirk → verdict the file would give
+
+    @property
+    def removed(self) -> int:
+        """Stored differences the rule file would match (and so remove)."""
+        return sum(self.matched.values())
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able view."""
+        return {"file": self.file, "pairs": self.pairs, "differences_before": self.differences_before,
+                "differences_after": self.differences_after, "removed": self.removed, "matched": self.matched,
+                "closed": self.closed, "appeared": self.appeared, "verdicts": self.verdicts}
+
+
+def test_rule_file(catalogue: Catalogue, rules_folder: Path | None, candidate: Path) -> RulesTest:
+    """Re-compare every stored pair with the rules as they would be with `candidate`; write nothing."""
+    try:
+        text = candidate.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ShadowError(f"{candidate}: cannot be read: {exc}") from None
+    rule = parse_rule_file(text, str(candidate)).model_copy(update={"path": candidate})
+    current = load_rules(rules_folder)
+    files = [f for f in current.files if f.path is None or f.path.name != candidate.name] + [rule]
+    comparator = Comparator(Normaliser(RuleSet(files).steps))
+    before = catalogue.difference_counts()
+    after: Counter[str] = Counter()
+    report = RulesTest(file=str(candidate))
+    for pair in catalogue.stored_pairs():
+        report.pairs += 1
+        for difference in comparator.compare(pair).differences:
+            after[difference.quirk] += 1
+    report.differences_before, report.differences_after = sum(before.values()), sum(after.values())
+    for quirk_id, count in before.items():
+        if after[quirk_id] < count:
+            report.matched[quirk_id] = count - after[quirk_id]
+        if after[quirk_id] == 0:
+            report.closed.append(quirk_id)
+    report.appeared = {q: n for q, n in after.items() if q not in before}
+    if rule.quirk is not None:
+        report.verdicts[rule.quirk.id] = rule.quirk.verdict
+    if rule.noise:
+        globs = [PathGlob.compile(n.path) for n in rule.noise]
+        for quirk in catalogue.quirks():
+            if any(g.matches(p) for g in globs for p in quirk.paths) and quirk.id not in current.decisions:
+                report.verdicts.setdefault(quirk.id, "noise")
+    report.closed.sort()
+    return report

@@ -1,0 +1,20 @@
+"""The `shadow` command: a thin skin over the library (STYLE.md, 2).
+
+Every command parses its arguments, calls one importable function, and renders
+the result — a rich table for people, `--json` for scripts.
+"""
+
+from shadow.cli import catalogue, config, demo, traffic  # noqa: F401  (each registers its commands)
+from shadow.cli.common import app, config_app, demo_app, quirks_app, rules_app
+
+app.add_typer(demo_app, name="demo")
+app.add_typer(quirks_app, name="quirks")
+app.add_typer(rules_app, name="rules")
+app.add_typer(config_app, name="config")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the `shadow` console script."""
+    app(prog_name="shadow")

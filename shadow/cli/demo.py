@@ -1,0 +1,75 @@
+"""`shadow demo`: the reference dispatch pair, its traces, and the whole job end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from shadow.cli.common import (compare_line, demo_app, handle_errors, match_line, out, progress_bar, quirk_table,
+                               replay_line)
+from shadow.errors import ShadowError
+
+
+@demo_app.command("serve")
+@handle_errors
+def demo_serve(which: str = typer.Argument(..., help="legacy or new"),
+               port: int = typer.Option(0, "--port", "-p", help="port (default 8081 for legacy, 8082 for new)"),
+               host: str = typer.Option("127.0.0.1", "--host"),
+               db: Optional[Path] = typer.Option(None, "--db", help="legacy only: SQLite file for its state")) -> None:
+    """Serve one side of the reference dispatch pair over HTTP until stopped."""
+    from shadow.demo.run import DEFAULT_PORTS
+    from shadow.demo.serve import serve
+
+    if which not in ("legacy", "new"):
+        raise ShadowError(f"unknown service {which!r}", hint="use `shadow demo serve legacy` or `shadow demo serve new`")
+    serve(which, host=host, port=port or DEFAULT_PORTS[which], db_path=str(db) if db else None)  # type: ignore[arg-type]
+
+
+@demo_app.command("trace")
+@handle_errors
+def demo_trace(commands: int = typer.Option(5000, "--commands", "-n", min=1, help="how many commands"),
+               seed: int = typer.Option(7, "--seed", "-s", help="same seed, same trace"),
+               output: Path = typer.Option(Path("trace.jsonl"), "--out", "-o", help="JSONL file to write")) -> None:
+    """Write a realistic dispatch trace (zones, surge, retries): identical for the same seed."""
+    from shadow.demo.trace import write_trace
+
+    written = write_trace(output, commands, seed)
+    out.print(f"wrote {written:,} commands to {output}")
+
+
+@demo_app.command("run")
+@handle_errors
+def demo_run(commands: int = typer.Option(5000, "--commands", "-n", min=1),
+             seed: int = typer.Option(7, "--seed", "-s"),
+             workdir: Path = typer.Option(Path(".demo"), "--workdir", help="where the trace, pairs and catalogue go"),
+             speed: str = typer.Option("max", "--speed", help="0.5, 1, 2 … or max"),
+             limit: int = typer.Option(25, "--limit", help="quirks to show")) -> None:
+    """Start the reference pair, replay a trace, compare, print the quirk table; stop the services."""
+    from rules.catalogue import open_catalogue
+    from shadow.demo.run import run_demo
+    from shadow.replay import parse_speed
+
+    factor = parse_speed(speed)
+    with progress_bar() as progress:
+        task = progress.add_task("replaying", total=commands, visible=False)
+
+        def step(message: str) -> None:
+            progress.console.print(f"[bold cyan]›[/] {message}")
+            if message.startswith("replaying"):
+                progress.update(task, visible=True)
+
+        result = run_demo(commands=commands, seed=seed, workdir=workdir, speed=factor, on_step=step,
+                          on_pair=lambda _p: progress.advance(task))
+    catalogue = open_catalogue(result.config.store.url.reveal())
+    try:
+        total = catalogue.count_quirks()
+        quirk_table(catalogue.quirks(limit=limit), title=f"Quirks: top {min(limit, total)} of {total} by count")
+    finally:
+        catalogue.close()
+    replay_line(result.replay)
+    compare_line(result.compared)
+    match_line(result.summary)
+    out.print(f"\nfiles in {result.workdir}: trace.jsonl, pairs.jsonl, shadow.db, shadow.toml, rules/")
+    out.print(f"next: shadow quirks list --config {result.workdir / 'shadow.toml'}")

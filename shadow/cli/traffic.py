@@ -1,0 +1,115 @@
+"""`shadow replay`, `shadow compare`, `shadow baseline`: traffic in, pairs and quirks out."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, compare_line, handle_errors,
+                               load_cli_config, match_line, out, print_json, progress_bar, replay_line, rules_folder,
+                               store_url)
+from shadow.errors import ShadowError
+
+
+@app.command("replay")
+@handle_errors
+def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (e.g. from `shadow demo trace`)"),
+               config: Optional[Path] = ConfigOption,
+               speed: str = typer.Option("1", "--speed", help="0.5, 1, 2 … keeps inter-arrival gaps scaled; max = none"),
+               output: Optional[Path] = typer.Option(None, "--out", "-o", help="pairs JSONL (default from config)"),
+               concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1),
+               as_json: bool = JsonOption) -> None:
+    """Send each command of a trace to both targets and write the pairs."""
+    from adapters.jsonl import JsonlPairs, read_commands
+    from shadow.replay import parse_speed, replay
+
+    cfg = load_cli_config(config)
+    assert cfg is not None
+    factor = parse_speed(speed)
+    commands = list(read_commands(trace))  # validate the whole trace before sending anything
+    sink = JsonlPairs(output or cfg.replay.pairs)
+    with progress_bar(quiet=as_json) as progress:
+        task = progress.add_task("replaying", total=len(commands))
+        stats = asyncio.run(replay(commands, cfg, sink, speed=factor, concurrency=concurrency,
+                                   on_pair=lambda _p: progress.advance(task)))
+    if as_json:
+        print_json({"commands": stats.commands, "pairs": stats.pairs, "seconds": stats.seconds,
+                    "rate": stats.rate, "statuses": stats.statuses, "out": str(sink.path)})
+        return
+    replay_line(stats)
+    out.print(f"pairs written to {sink.path}")
+
+
+@app.command("compare")
+@handle_errors
+def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs JSONL file(s) from `shadow replay`"),
+                config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
+                rules: Optional[Path] = RulesOption,
+                recompute: bool = typer.Option(False, "--recompute",
+                                               help="re-compare every stored pair with the rules as they are now"),
+                no_noise: bool = typer.Option(False, "--no-noise", help="do not propose noise paths"),
+                as_json: bool = JsonOption) -> None:
+    """Diff each pair with the rules and store results and quirks (idempotent on the dispatch token)."""
+    from adapters.jsonl import JsonlPairs
+    from reports.summary import summarise
+    from rules.catalogue import open_catalogue
+    from shadow.pipeline import CompareRun, compare_into, recompute as recompute_all
+
+    if not pairs and not recompute:
+        raise ShadowError("nothing to compare", hint="give pairs JSONL file(s), or --recompute for the stored pairs")
+    folder = rules_folder(config, rules)
+    catalogue = open_catalogue(store_url(config, store))
+    try:
+        run = CompareRun()
+        with progress_bar(quiet=as_json) as progress:
+            task = progress.add_task("comparing", total=None)
+            advance = lambda _r: progress.advance(task)  # noqa: E731
+            if recompute:
+                run = recompute_all(catalogue, rules_folder=folder, detect_noise=not no_noise, on_result=advance)
+            for path in pairs or []:
+                step = compare_into(JsonlPairs(path), catalogue, rules_folder=folder, detect_noise=not no_noise,
+                                    on_result=advance)
+                run.stored.add(step.stored)
+                run.noise_file = step.noise_file or run.noise_file
+                run.noise_paths_added += step.noise_paths_added
+                run.verdicts = step.verdicts
+        summary = summarise(catalogue)
+    finally:
+        catalogue.close()
+    if as_json:
+        print_json({"stored": run.stored.__dict__, "noise_file": str(run.noise_file) if run.noise_file else None,
+                    "noise_paths_added": run.noise_paths_added, "catalogue": catalogue.url, **summary.to_dict()})
+        return
+    compare_line(run)
+    match_line(summary)
+
+
+@app.command("baseline")
+@handle_errors
+def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample commands from"),
+                 second: str = typer.Option(..., "--second", help="URL of a second legacy instance (fresh state)"),
+                 sample: int = typer.Option(500, "--sample", min=1, help="commands to send"),
+                 config: Optional[Path] = ConfigOption, rules: Optional[Path] = RulesOption,
+                 as_json: bool = JsonOption) -> None:
+    """A/A: send a sample to legacy and a second legacy; paths that differ there become noise rules."""
+    from adapters.jsonl import read_commands
+    from shadow.baseline import run_baseline
+
+    cfg = load_cli_config(config)
+    assert cfg is not None
+    result = asyncio.run(run_baseline(read_commands(trace), cfg, second_url=second, sample=sample,
+                                      rules_folder=rules_folder(config, rules)))
+    if as_json:
+        print_json({"pairs": result.pairs, "noisy": result.noisy, "file": str(result.file) if result.file else None,
+                    "added": result.added})
+        return
+    out.print(f"A/A baseline: {result.pairs:,} commands to legacy and {second}")
+    for path, count in sorted(result.noisy.items()):
+        out.print(f"  {path}: differed in {count:,} pair(s)")
+    if result.file:
+        out.print(f"{result.added} new noise path(s) written to {result.file} — review it like code")
+    else:
+        out.print("no path differed: legacy is deterministic on this sample")
