@@ -39,6 +39,11 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests/integration
 
+# Benchmarks, not tests: they print figures side by side with the named peer, measured in one run.
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.bench_comparator 50000
+	$(BIN)/python -m tests.bench.bench_catalogue 1000000
+
 lint: $(STAMP)
 	$(BIN)/ruff check shadow adapters rules reports cutover tests
 

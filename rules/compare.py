@@ -112,6 +112,22 @@ class Comparator:
         self.normaliser = normaliser or Normaliser()
         self.keep_pairs = keep_pairs
         self._quirk_of: dict[tuple[str, str, str], str] = {}
+        self._in_order = [0, 0]  # unsorted comparisons tried, and how many settled it
+
+    def _equal(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """Canonical equality; when both systems write fields in one order, without sorting."""
+        tried, settled = self._in_order
+        # Sorting keys is a third of the cost of a comparison. When the two systems write fields in
+        # the same order, unsorted bytes settle it; when they do not, stop trying after 64 misses.
+        if tried < 64 or settled * 2 > tried:
+            self._in_order[0] += 1
+            try:
+                if orjson.dumps(a) == orjson.dumps(b):
+                    self._in_order[1] += 1
+                    return True
+            except TypeError:
+                pass
+        return canonical_bytes(a) == canonical_bytes(b)
 
     def compare(self, pair: Pair) -> PairResult:
         """The pair's result; the pair's documents are normalised in place."""
@@ -122,8 +138,12 @@ class Comparator:
             if self.normaliser.redact(command.kind, legacy_doc, new_doc):
                 _write_back(pair, legacy_doc, new_doc)
             stored = zlib.compress(to_json(pair), 1)
-        self.normaliser.apply(command.kind, legacy_doc, new_doc)
-        if canonical_bytes(legacy_doc) == canonical_bytes(new_doc):
+        normaliser = self.normaliser
+        normaliser.apply(command.kind, legacy_doc, new_doc, complete=False)
+        equal = self._equal(legacy_doc, new_doc)
+        if not equal and normaliser.complete(command.kind, legacy_doc, new_doc):
+            equal = self._equal(legacy_doc, new_doc)  # a `**` rule reached a path not seen before
+        if equal:
             differences: list[Difference] = []
         else:
             differences = diff_documents(legacy_doc, new_doc)
@@ -231,30 +251,65 @@ _REPORTS = {
 
 
 def diff_documents(legacy: Any, new: Any) -> list[Difference]:
-    """Every difference between two documents, classified (the slow path)."""
+    """Every difference between two documents, classified (the slow path).
+
+    Equal subtrees are skipped by their canonical bytes; dicts and lists of one
+    length are walked here, and deepdiff runs only where lists change length,
+    so a mismatch costs in proportion to what differs, not to the document.
+    """
     out: list[Difference] = []
     new = _align(legacy, new, "", out)
-    tree = DeepDiff(legacy, new, view="tree", verbose_level=2,
-                    threshold_to_diff_deeper=0)
+    _narrow(legacy, new, "", out)
+    out.sort(key=lambda d: d.path)
+    return out
+
+
+def _record(out: list[Difference], path: str, change: str, legacy: Any, new: Any, *, list_item: bool = False) -> None:
+    if change in ("type", "changed") and _same_number(legacy, new):
+        return  # 12 and 12.0 are one JSON number
+    kind = "changed" if change == "type" and value_type(legacy) == value_type(new) else change
+    transition = classify(legacy, new, kind, list_item=list_item)
+    out.append(Difference(path=path, pattern=wildcard(path), change=kind, transition=transition,
+                          legacy=legacy, new=new))
+
+
+def _narrow(a: Any, b: Any, path: str, out: list[Difference]) -> None:
+    ta, tb = type(a), type(b)
+    if ta is dict and tb is dict:
+        for key in a:
+            child = _join(path, key)
+            if key not in b:
+                _record(out, child, "removed", a[key], None)
+            elif canonical_bytes(a[key]) != canonical_bytes(b[key]):
+                _narrow(a[key], b[key], child, out)
+        for key in b:
+            if key not in a:
+                _record(out, _join(path, key), "added", None, b[key])
+        return
+    if ta is list and tb is list:
+        if len(a) == len(b):
+            for index, (x, y) in enumerate(zip(a, b, strict=True)):
+                if canonical_bytes(x) != canonical_bytes(y):
+                    _narrow(x, y, _join(path, index), out)
+        else:
+            _deepdiff(a, b, path, out)
+        return
+    _record(out, path, "changed" if value_type(a) == value_type(b) else "type", a, b)
+
+
+def _deepdiff(legacy: Any, new: Any, prefix: str, out: list[Difference]) -> None:
+    tree = DeepDiff(legacy, new, view="tree", verbose_level=2, threshold_to_diff_deeper=0)
     for report, change in _REPORTS.items():
         for level in tree.get(report, ()):
             parts = level.path(output_format="list")
             if report.startswith("iterable"):
                 parts = parts[:-1]  # an item too many or too few is a difference of the list itself
-            path = ""
+            path = prefix
             for part in parts:
                 path = _join(path, part)
             t1 = None if _missing(level.t1) else level.t1
             t2 = None if _missing(level.t2) else level.t2
-            if change == "type" and _same_number(t1, t2):
-                continue  # 12 and 12.0 are one JSON number
-            list_item = report.startswith("iterable")
-            kind = "changed" if change == "type" and value_type(t1) == value_type(t2) else change
-            transition = classify(t1, t2, kind, list_item=list_item)
-            out.append(Difference(path=path, pattern=wildcard(path), change=kind,
-                                  transition=transition, legacy=t1, new=t2))
-    out.sort(key=lambda d: d.path)
-    return out
+            _record(out, path, change, t1, t2, list_item=report.startswith("iterable"))
 
 
 def _same_number(a: Any, b: Any) -> bool:
