@@ -8,7 +8,6 @@ path run (list alignment, then deepdiff, then classification).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zlib
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ import msgspec
 import orjson
 from deepdiff import DeepDiff
 
+from rules.canonical import canonical_bytes
 from rules.normalise import Normaliser
 from rules.paths import field_of
 from rules.transitions import classify, value_type
@@ -26,7 +26,6 @@ from shadow.model import Outcome, Pair, to_json
 __all__ = ["Comparator", "Difference", "PairResult", "compare_pair", "outcome_document", "canonical_bytes",
            "fingerprint_id", "quirk_id", "wildcard"]
 
-_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _INDEX = re.compile(r"\[\d+\]")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -71,16 +70,6 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
         "response": outcome.response,
         "state": outcome.state,
     }
-
-
-def canonical_bytes(document: Any) -> bytes:
-    """One byte string per meaning: keys sorted, compact, numbers as JSON writes them."""
-    try:
-        return orjson.dumps(document, option=_OPTS)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the standard library writes them exactly.
-        return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str,
-                          ensure_ascii=False).encode()
 
 
 def wildcard(path: str) -> str:

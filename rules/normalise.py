@@ -16,8 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
-import orjson
-
+from rules.canonical import canonical_bytes
 from rules.paths import ANY_INDEX, ANY_KEY, DEEP, INDEX, KEY, Segment, parse_path
 from rules.rulefile import NormaliseStep
 
@@ -39,6 +38,7 @@ Pairwise = Callable[[Any, Any], tuple[Any, Any]]
 # or "both" sides — or ("pair", fn) — fn(legacy, new) -> (legacy, new), for tolerances.
 Action = tuple[Any, ...]
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
 _TRUE, _FALSE = {"true", "t", "y", "yes", "1"}, {"false", "f", "n", "no", "0"}
 
 
@@ -56,7 +56,10 @@ def _empty_to_null(v: Any) -> Any:
 
 def _number(v: Any) -> Any:
     if isinstance(v, str) and _NUMBER.match(v):
-        number = float(v)
+        text = v.strip()
+        if _INTEGER.match(text):
+            return int(text)  # exact, however large
+        number = float(text)
         return int(number) if number.is_integer() and abs(number) < 2**53 else number
     return v
 
@@ -83,28 +86,31 @@ def _string(v: Any) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
-        return repr(v)
+        return repr(_one_number(v))
     return v
 
 
 _string.changes = (bool, int, float)  # type: ignore[attr-defined]
 
 
-def _canonical(v: Any) -> bytes:
-    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+def _one_number(v: Any) -> Any:
+    """12.0 and 12 are one JSON number: write them one way before hashing or printing."""
+    return int(v) if type(v) is float and v.is_integer() and abs(v) < 2**53 else v
 
 
 def _redact(v: Any) -> Any:
     if v is None:
         return None
     # Equal values stay equal, so masked fields still compare; the value itself is gone.
-    return "redacted:" + hashlib.blake2b(_canonical(v), digest_size=6).hexdigest()
+    if type(v) is str and v.startswith("redacted:"):
+        return v  # redacting twice is redacting once (kept pairs are re-compared)
+    return "redacted:" + hashlib.blake2b(canonical_bytes(_one_number(v)), digest_size=6).hexdigest()
 
 
 def _value_map(mapping: dict[str, Any]) -> Callable[[Any], Any]:
     def fn(v: Any) -> Any:
         if isinstance(v, (str, int, float)) and not isinstance(v, bool):
-            return mapping.get(v if isinstance(v, str) else str(v), v)
+            return mapping.get(v if isinstance(v, str) else str(_one_number(v)), v)
         return v
     fn.mapping = dict(mapping)  # type: ignore[attr-defined]  # lets the code generator inline the lookup
     return fn
@@ -115,8 +121,8 @@ def _unordered(key: str | None) -> Callable[[Any], Any]:
 
     def sort_key(item: Any) -> bytes:
         if key is not None and isinstance(item, dict) and key in item:
-            return b"0" + _canonical(item[key])
-        return b"1" + _canonical(item)
+            return b"0" + canonical_bytes(item[key])
+        return b"1" + canonical_bytes(item)
 
     def fn(v: Any) -> Any:
         if type(v) is not list:
@@ -127,6 +133,7 @@ def _unordered(key: str | None) -> Callable[[Any], Any]:
             except (TypeError, KeyError):
                 pass
         return sorted(v, key=sort_key)
+    fn.post = True  # type: ignore[attr-defined]  # sorts after the items below it are normalised
     return fn
 
 
@@ -151,7 +158,10 @@ def _parse_instant(v: Any, assume: Any) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=assume)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # sentinel dates such as 9999-12-31 in a zone west of UTC
+        return None
 
 
 def _iso(value: datetime) -> str:
@@ -276,7 +286,8 @@ class _Codegen:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.constants: dict[str, Any] = {"MISSING": MISSING, "DELETE": DELETE, "_set": _set, "_union": _union}
+        self.constants: dict[str, Any] = {"MISSING": MISSING, "DELETE": DELETE, "_set": _set, "_union": _union,
+                                          "_one_number": _one_number}
 
     def const(self, value: Any) -> str:
         name = f"C{len(self.constants)}"
@@ -337,29 +348,37 @@ class _Codegen:
         # The value at `key` existed on a side when it is not MISSING, so `parent[key] = x`
         # is right whether the parent is a dict (key edges) or a list (index edges).
         a, b, pa, pb = f"a{d}", f"b{d}", f"a{d - 1}", f"b{d - 1}"
-        for _step, action in node.actions:
-            if action[0] == "ignore":
-                if in_dict:
-                    self.emit(indent, f"if {a} is not MISSING: del {pa}[{key}]")
-                    self.emit(indent, f"if {b} is not MISSING: del {pb}[{key}]")
-                else:
-                    self.emit(indent, f"if {a} is not MISSING: {pa}[{key}] = None")
-                    self.emit(indent, f"if {b} is not MISSING: {pb}[{key}] = None")
-                self.emit(indent, f"{a} = {b} = MISSING")
-            elif action[0] == "unary":
-                fn, side = action[1], action[2]
-                for value, parent, wanted in ((a, pa, ("legacy", "both")), (b, pb, ("new", "both"))):
-                    if side in wanted:
-                        self.unary(fn, value, parent, key, indent)
-            else:
-                self.emit(indent, f"x, y = {self.const(action[1])}({a}, {b})")
-                self.emit(indent, f"if x is not {a}: _set({pa}, {key}, x); {a} = x")
-                self.emit(indent, f"if y is not {b}: _set({pb}, {key}, y); {b} = y")
+        # Order-insensitive lists are sorted after everything below them is normalised,
+        # so trimming an item's field or sorting a nested list cannot leave them out of order.
+        post = [sa for sa in node.actions if sa[1][0] == "unary" and getattr(sa[1][1], "post", False)]
+        for _step, action in [sa for sa in node.actions if sa not in post]:
+            self.action(action, a, b, pa, pb, key, indent, in_dict)
         if node.leads_on:
             self.emit(indent, f"if type({a}) in (dict, list) or type({b}) in (dict, list):")
             self.walk(node, d, indent + 1)
             self.emit(indent + 1, "pass")
+        for _step, action in post:
+            self.action(action, a, b, pa, pb, key, indent, in_dict)
         self.emit(indent, "pass")
+
+    def action(self, action: Action, a: str, b: str, pa: str, pb: str, key: str, indent: int, in_dict: bool) -> None:
+        if action[0] == "ignore":
+            if in_dict:
+                self.emit(indent, f"if {a} is not MISSING: del {pa}[{key}]")
+                self.emit(indent, f"if {b} is not MISSING: del {pb}[{key}]")
+            else:
+                self.emit(indent, f"if {a} is not MISSING: {pa}[{key}] = None")
+                self.emit(indent, f"if {b} is not MISSING: {pb}[{key}] = None")
+            self.emit(indent, f"{a} = {b} = MISSING")
+        elif action[0] == "unary":
+            fn, side = action[1], action[2]
+            for value, parent, wanted in ((a, pa, ("legacy", "both")), (b, pb, ("new", "both"))):
+                if side in wanted:
+                    self.unary(fn, value, parent, key, indent)
+        else:
+            self.emit(indent, f"x, y = {self.const(action[1])}({a}, {b})")
+            self.emit(indent, f"if x is not {a}: _set({pa}, {key}, x); {a} = x")
+            self.emit(indent, f"if y is not {b}: _set({pb}, {key}, y); {b} = y")
 
     def unary(self, fn: Callable[[Any], Any], value: str, parent: str, key: str, indent: int) -> None:
         # The commonest actions are written out in place: a call per field per side is
@@ -378,8 +397,8 @@ class _Codegen:
         if mapping is not None:
             table = self.const(mapping)
             self.emit(indent, f"if type({value}) is str and {value} in {table}: {parent}[{key}] = {value} = {table}[{value}]")
-            self.emit(indent, f"elif type({value}) in (int, float) and str({value}) in {table}: "
-                              f"{parent}[{key}] = {value} = {table}[str({value})]")
+            self.emit(indent, f"elif type({value}) in (int, float) and str(_one_number({value})) in {table}: "
+                              f"{parent}[{key}] = {value} = {table}[str(_one_number({value}))]")
             return
         types = getattr(fn, "changes", None)  # the value types the action can change at all
         guard = f"type({value}) in {self.const(types)}" if types else f"{value} is not MISSING"
@@ -488,6 +507,7 @@ class _Program:
         self.deep = [(n, seg, acts, sym) for n, seg, acts, sym in steps if any(k == DEEP for k, _ in seg)]
         self.learned: set[tuple[int, tuple[Segment, ...]]] = set()
         self.exact_without_completion = all(sym for *_, sym in self.deep)
+        self.order_sensitive = _may_collide(self.deep, self.fixed)
         self._fn: Callable[[Any, Any], None] | None = None
 
     def run(self, a: Any, b: Any) -> None:
@@ -500,31 +520,68 @@ class _Program:
             self._fn = _Codegen().build(root) if root.leads_on else (lambda _a, _b: None)
         self._fn(a, b)
 
-    def complete(self, a: Any, b: Any) -> bool:
-        """Apply `**` steps where they reach paths not seen before; True when any did."""
-        changed = False
+    def _reached(self, a: Any, b: Any) -> list[tuple[int, tuple[Segment, ...], list[Action]]]:
+        """`**` steps at paths not seen before, in rule order."""
         # `**.name`, the usual form, is found for all such steps in one walk over the containers.
-        tails = {seg[1][1]: [] for seg in (d[1] for d in self.deep) if len(seg) == 2 and seg[1][0] == KEY}
-        found_by_name: dict[Any, set[tuple[Segment, ...]]] = {name: set() for name in tails}
-        if tails:
+        names = {seg[1][1] for seg in (d[1] for d in self.deep) if len(seg) == 2 and seg[1][0] == KEY}
+        found_by_name: dict[Any, set[tuple[Segment, ...]]] = {name: set() for name in names}
+        if names:
             _find_names(a, b, (), found_by_name)
+        out = []
         for n, segments, actions, _sym in self.deep:
             if len(segments) == 2 and segments[1][0] == KEY:
                 found = found_by_name[segments[1][1]]
             else:
                 found = set()
                 _expand(segments, 0, a, b, (), found)
-            for path in sorted(found, key=repr):
-                if (n, path) in self.learned:
-                    continue
-                self.learned.add((n, path))
-                root = _Node()
-                root.add(path, actions, n)
-                _Codegen().build(root)(a, b)
-                changed = True
-        if changed:
+            out += [(n, path, actions) for path in sorted(found, key=repr) if (n, path) not in self.learned]
+        return out
+
+    def discover(self, a: Any, b: Any) -> None:
+        """Learn the paths `**` steps reach in these documents, so that `run` applies them in rule order."""
+        for n, path, _actions in self._reached(a, b):
+            self.learned.add((n, path))
             self._fn = None
-        return changed
+
+    def complete(self, a: Any, b: Any) -> bool:
+        """Apply `**` steps where they reach paths not seen before; True when any did."""
+        reached = self._reached(a, b)
+        if not reached:
+            return False
+        root = _Node()  # one trie for all of them, so nested lists are still sorted inside-out
+        for n, path, actions in reached:
+            self.learned.add((n, path))
+            root.add(path, actions, n)
+        _Codegen().build(root)(a, b)
+        self._fn = None
+        return True
+
+
+def _last_name(segments: tuple[Segment, ...]) -> Any:
+    kind, value = segments[-1]
+    return value if kind == KEY else None  # None: any name
+
+
+def _may_collide(deep: list[Any], fixed: list[Any]) -> bool:
+    """Whether a `**` step may act where another step acts too, with the order mattering.
+
+    Then the first sight of a path must not apply the `**` step late: such
+    programs learn paths before running (slower, and exactly rule order).
+    """
+    def ignores(actions: list[Action]) -> bool:
+        return all(action[0] == "ignore" for action in actions)
+
+    steps = [(seg, acts) for _n, seg, acts, _sym in deep] + [(seg, acts) for _n, seg, acts in fixed]
+    for index, (segments, actions) in enumerate(steps[: len(deep)]):
+        if ignores(actions):
+            continue
+        for other, other_actions in steps[index + 1:]:
+            if ignores(other_actions):
+                continue
+            mine, theirs = _last_name(segments), _last_name(other)
+            if mine is None or theirs is None or mine == theirs:
+                return True
+    return False
 
 
 class Normaliser:
@@ -563,6 +620,8 @@ class Normaliser:
         comparator then calls `complete` when the documents still differ.
         """
         program = self.program(kind)
+        if program.order_sensitive:
+            program.discover(legacy, new)
         program.run(legacy, new)
         if complete or not program.exact_without_completion:
             program.complete(legacy, new)

@@ -7,6 +7,7 @@ of segments: `state.stops[*].eta`, `*.created_at`, `**.driver_name`.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Union
@@ -44,7 +45,7 @@ def parse_path(text: str) -> list[Segment]:
             elif match["star"]:
                 segments.append((ANY_INDEX, None))
             else:
-                segments.append((KEY, match["quoted"].replace('\\"', '"')))
+                segments.append((KEY, json.loads(f'"{match["quoted"]}"')))  # the comparator writes keys JSON-escaped
             expect_name = False
         else:
             name = match["name"]

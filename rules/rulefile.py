@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rules.paths import PathGlob
+from rules.paths import DEEP, PathGlob
 from shadow.errors import ConfigError
 
 __all__ = ["Tolerance", "TimestampRule", "NormaliseStep", "NoisePath", "QuirkDecision", "RuleFile", "RuleSet",
@@ -46,9 +46,11 @@ class _Strict(BaseModel):
 
 def _glob(value: str) -> str:
     try:
-        PathGlob.compile(value)
+        glob = PathGlob.compile(value)
     except ValueError as exc:
         raise ValueError(str(exc)) from None
+    if glob.segments and glob.segments[-1][0] == DEEP:
+        raise ValueError(f"path {value!r} ends with '**': name what to match below it, e.g. '**.created_at'")
     return value
 
 

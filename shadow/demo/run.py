@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 from adapters.jsonl import JsonlPairs, read_commands
 from reports.summary import Summary, summarise
 from rules.catalogue import open_catalogue
+from rules.noise import BASELINE_FILE, PATTERN_FILE
+from shadow.baseline import run_baseline
 from shadow.config import Config, load_config
 from shadow.demo.trace import write_trace
 from shadow.errors import TargetError
@@ -29,7 +31,7 @@ from shadow.model import Pair
 from shadow.pipeline import CompareRun, compare_into
 from shadow.replay import ReplayStats, replay
 
-__all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "free_port"]
+__all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "reference_services", "free_port"]
 
 DEFAULT_PORTS = {"legacy": 8081, "new": 8082}
 
@@ -74,18 +76,24 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -
 
 
 @contextlib.contextmanager
-def reference_pair(workdir: Path, *, ports: tuple[int, int] | None = None,
-                   ready_within: float = 20.0) -> Iterator[tuple[str, str]]:
-    """Run `shadow demo serve legacy` and `... new` as subprocesses; yields both URLs."""
-    legacy_port, new_port = ports or (free_port(), free_port())
+def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "new"), *,
+                       ready_within: float = 20.0) -> Iterator[list[str]]:
+    """Run reference services (`shadow demo serve legacy|new`) as subprocesses on free ports; yields their URLs.
+
+    Each legacy gets its own fresh SQLite file, so two legacies make an A/A pair.
+    """
     processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
     try:
-        for which, port in (("legacy", legacy_port), ("new", new_port)):
+        for number, which in enumerate(services):
+            port = free_port()
             argv = [sys.executable, "-m", "shadow", "demo", "serve", which, "--port", str(port)]
             if which == "legacy":
-                argv += ["--db", str(workdir / "legacy.sqlite")]
+                database = workdir / ("legacy.sqlite" if number == 0 else f"legacy-{number}.sqlite")
+                database.unlink(missing_ok=True)
+                argv += ["--db", str(database)]
             processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        urls = (f"http://127.0.0.1:{legacy_port}", f"http://127.0.0.1:{new_port}")
+            urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + ready_within
         for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, process, deadline)
@@ -101,24 +109,36 @@ def reference_pair(workdir: Path, *, ports: tuple[int, int] | None = None,
                 process.wait()
 
 
+@contextlib.contextmanager
+def reference_pair(workdir: Path) -> Iterator[tuple[str, str]]:
+    """The legacy and new reference services on free ports; yields (legacy URL, new URL)."""
+    with reference_services(workdir, ("legacy", "new")) as (legacy, new):
+        yield legacy, new
+
+
 def run_demo(*, commands: int = 5000, seed: int = 7, workdir: Path = Path(".demo"), speed: float | None = None,
-             on_step: Callable[[str], None] = lambda _s: None,
+             baseline_sample: int = 300, on_step: Callable[[str], None] = lambda _s: None,
              on_pair: Callable[[Pair], None] | None = None) -> DemoResult:
     """Start the reference pair, make a trace, replay it, compare it; stop the services."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("shadow.db", "shadow.db-wal", "shadow.db-shm", "legacy.sqlite", "pairs.jsonl", "trace.jsonl",
-                  "rules/noise-proposed.toml"):
+    for stale in ("shadow.db", "shadow.db-wal", "shadow.db-shm", "pairs.jsonl", "trace.jsonl",
+                  f"rules/{PATTERN_FILE}", f"rules/{BASELINE_FILE}"):
         (workdir / stale).unlink(missing_ok=True)
     trace = workdir / "trace.jsonl"
     on_step(f"writing a {commands:,}-command trace (seed {seed}) to {trace}")
     write_trace(trace, commands, seed)
-    on_step("starting the reference pair (legacy + new) on 127.0.0.1")
-    with reference_pair(workdir) as (legacy_url, new_url):
+    on_step("starting the reference pair (legacy + new) and two spare legacies for the A/A baseline")
+    with reference_services(workdir, ("legacy", "new", "legacy", "legacy")) as (legacy_url, new_url, aa_1, aa_2):
         legacy_port, new_port = (int(u.rsplit(":", 1)[1]) for u in (legacy_url, new_url))
         config_path = workdir / "shadow.toml"
         config_path.write_text(demo_config_text(legacy_port, new_port), encoding="utf-8")
         config = load_config(config_path)
+        on_step(f"A/A baseline: {baseline_sample} commands to two fresh legacies; what differs there is noise")
+        aa_config = config.model_copy(update={"targets": {**config.targets,
+                                                          "legacy": config.targets["legacy"].model_copy(update={"url": aa_1})}})
+        asyncio.run(run_baseline(read_commands(trace), aa_config, second_url=aa_2, sample=baseline_sample,
+                                 rules_folder=config.store.rules))
         on_step(f"replaying against legacy {legacy_url} and new {new_url}")
         replayed = asyncio.run(replay(read_commands(trace), config, JsonlPairs(config.replay.pairs),
                                       speed=speed, on_pair=on_pair))
