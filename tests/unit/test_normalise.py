@@ -464,7 +464,7 @@ def test_ignoring_fields_of_list_items_leaves_their_other_differences() -> None:
     assert [d.path for d in found] == ["state.stops[0].city"]
 
 
-# --- bugs found by the properties above, fixed -------------------------------------------------------------------------------------
+# --- bugs found by the properties above, fixed ------------------------------------------------------------
 
 def test_coerce_number_keeps_large_integers_exact() -> None:
     a, _ = normalised([step("id", coerce="number")], {"id": "9007199254740993"}, {})

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from rules.catalogue import Catalogue
 from rules.noise import PATTERN_FILE, looks_random
@@ -115,8 +116,8 @@ def test_redacted_fields_never_reach_the_catalogue(catalogue, rules) -> None:
     compare_into(pairs, catalogue, rules_folder=rules, detect_noise=False)
     assert quirk_by_field(catalogue, "phone").differences == 3
     with catalogue.engine.connect() as conn:
-        import sqlalchemy as sa
-        dump = "\n".join(str(row) for table in ("differences", "quirks") for row in conn.execute(sa.text(f"select * from {table}")))
+        rows = [row for table in ("differences", "quirks") for row in conn.execute(sa.text(f"select * from {table}"))]
+    dump = "\n".join(map(str, rows))
     stored = [p.legacy.state["driver"]["phone"] for p in catalogue.stored_pairs()]
     assert "555" not in dump and all(value.startswith("redacted:") for value in stored)
 
