@@ -129,13 +129,13 @@ class Comparator:
             stored = zlib.compress(to_json(pair), 1)
         normaliser = self.normaliser
         normaliser.apply(command.kind, legacy_doc, new_doc, complete=False)
-        equal = self._equal(legacy_doc, new_doc)
-        if not equal and normaliser.complete(command.kind, legacy_doc, new_doc):
-            equal = self._equal(legacy_doc, new_doc)  # a `**` rule reached a path not seen before
-        if equal:
-            differences: list[Difference] = []
-        else:
+        differences: list[Difference] = []
+        if not self._equal(legacy_doc, new_doc):
             differences = diff_documents(legacy_doc, new_doc)
+            # A `**` rule may reach a path no earlier pair showed: look only when a difference could be one.
+            if normaliser.might_reach(command.kind, differences) and \
+                    normaliser.complete(command.kind, legacy_doc, new_doc):
+                differences = [] if self._equal(legacy_doc, new_doc) else diff_documents(legacy_doc, new_doc)
             for d in differences:
                 d.fingerprint = fingerprint_id(command.kind, d.pattern, d.change, d.transition)
                 key = (d.pattern, d.change, d.transition)
@@ -202,33 +202,6 @@ def _item_key(items_a: list[Any], items_b: list[Any]) -> str | None:
     return None
 
 
-def _align(a: Any, b: Any, path: str, out: list[Difference]) -> Any:
-    """b with lists reordered to a's order where only the order differs; records those."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        changed = {k: _align(a[k], v, _join(path, k), out) if k in a else v for k, v in b.items()}
-        return changed
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a != b:
-        canon_a = [canonical_bytes(x) for x in a]
-        canon_b = [canonical_bytes(x) for x in b]
-        if canon_a != canon_b and sorted(canon_a) == sorted(canon_b):
-            out.append(Difference(path=path, pattern=wildcard(path), change="order",
-                                  transition="list-order", legacy=a, new=b))
-            position = {c: i for i, c in enumerate(canon_a)}
-            return sorted(b, key=lambda x: position[canonical_bytes(x)])
-        key = _item_key(a, b)
-        if key is not None:
-            order_a = [repr(item[key]) for item in a]
-            order_b = [repr(item[key]) for item in b]
-            if order_a != order_b:
-                out.append(Difference(path=path, pattern=wildcard(path), change="order",
-                                      transition="list-order",
-                                      legacy=[item[key] for item in a], new=[item[key] for item in b]))
-                by_key = {repr(item[key]): item for item in b}
-                b = [by_key[k] for k in order_a]
-        return [_align(x, y, _join(path, i), out) for i, (x, y) in enumerate(zip(a, b, strict=True))]
-    return b
-
-
 _REPORTS = {
     "values_changed": "changed",
     "type_changes": "type",
@@ -247,7 +220,6 @@ def diff_documents(legacy: Any, new: Any) -> list[Difference]:
     so a mismatch costs in proportion to what differs, not to the document.
     """
     out: list[Difference] = []
-    new = _align(legacy, new, "", out)
     _narrow(legacy, new, "", out)
     out.sort(key=lambda d: d.path)
     return out
@@ -276,12 +248,31 @@ def _narrow(a: Any, b: Any, path: str, out: list[Difference]) -> None:
                 _record(out, _join(path, key), "added", None, b[key])
         return
     if ta is list and tb is list:
-        if len(a) == len(b):
-            for index, (x, y) in enumerate(zip(a, b, strict=True)):
-                if canonical_bytes(x) != canonical_bytes(y):
-                    _narrow(x, y, _join(path, index), out)
-        else:
+        if len(a) != len(b):
             _deepdiff(a, b, path, out)
+            return
+        canon_a = [canonical_bytes(x) for x in a]
+        canon_b = [canonical_bytes(x) for x in b]
+        if sorted(canon_a) == sorted(canon_b):
+            # The same items in another order: one difference of the list, not one per index.
+            out.append(Difference(path=path, pattern=wildcard(path), change="order", transition="list-order",
+                                  legacy=a, new=b))
+            return
+        key = _item_key(a, b)
+        if key is not None:
+            order_a = [repr(item[key]) for item in a]
+            order_b = [repr(item[key]) for item in b]
+            if order_a != order_b:
+                # Items known by a key (a stop's seq) in another order, some of them also changed:
+                # the order is one difference, and the items are compared by key, not by index.
+                out.append(Difference(path=path, pattern=wildcard(path), change="order", transition="list-order",
+                                      legacy=[item[key] for item in a], new=[item[key] for item in b]))
+                by_key = {repr(item[key]): item for item in b}
+                b = [by_key[k] for k in order_a]
+                canon_b = [canonical_bytes(x) for x in b]
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            if canon_a[index] != canon_b[index]:
+                _narrow(x, y, _join(path, index), out)
         return
     _record(out, path, "changed" if value_type(a) == value_type(b) else "type", a, b)
 

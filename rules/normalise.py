@@ -620,7 +620,8 @@ class Normaliser:
         comparator then calls `complete` when the documents still differ.
         """
         program = self.program(kind)
-        if program.order_sensitive:
+        if program.order_sensitive or (program.deep and not program.learned):
+            # Learn where `**` steps reach before the first code is generated, rather than after.
             program.discover(legacy, new)
         program.run(legacy, new)
         if complete or not program.exact_without_completion:
@@ -629,6 +630,27 @@ class Normaliser:
     def complete(self, kind: str, legacy: dict[str, Any], new: dict[str, Any]) -> bool:
         """Apply `**` steps at paths not seen before; True when that changed anything."""
         return self.program(kind).complete(legacy, new)
+
+    def might_reach(self, kind: str, differences: Iterable[Any]) -> bool:
+        """Whether a `**` step could act at one of these differences (each with .path, .legacy, .new).
+
+        Steps of the form `**.name` can only change a difference at or under a key
+        `name`, or one that holds a container (where `name` may sit inside); others always could.
+        """
+        program = self.program(kind)
+        if not program.deep:
+            return False
+        names = set()
+        for _n, segments, _actions, _sym in program.deep:
+            if len(segments) != 2 or segments[1][0] != KEY:
+                return True
+            names.add(segments[1][1])
+        for difference in differences:
+            if type(difference.legacy) in (dict, list) or type(difference.new) in (dict, list):
+                return True
+            if any(kind == KEY and value in names for kind, value in parse_path(difference.path or "@")):
+                return True
+        return False
 
     def redact(self, kind: str, legacy: dict[str, Any], new: dict[str, Any]) -> bool:
         """Mask redacted fields in place, everywhere, before anything is stored; True when a rule exists."""

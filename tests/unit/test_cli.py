@@ -96,3 +96,45 @@ def test_demo_trace_is_identical_for_a_seed(tmp_path: Path) -> None:
     for path in (a, b):
         assert runner.invoke(app, ["demo", "trace", "--commands", "300", "--seed", "11", "-o", str(path)]).exit_code == 0
     assert a.read_bytes() == b.read_bytes() and len(a.read_bytes().splitlines()) == 300
+
+
+def test_triage_rules_test_and_recompute_from_the_command_line(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    store, rules = f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "rules"
+    assert runner.invoke(app, ["compare", str(pairs), "--store", store, "--rules", str(rules)]).exit_code == 0
+    quirk = json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--json"]).stdout)[0]["id"]
+
+    candidate = tmp_path / "zones.toml"
+    candidate.write_text('[[normalise]]\npath = "state.zone"\ncasefold = true\n')
+    tested = runner.invoke(app, ["rules", "test", str(candidate), "--store", store, "--rules", str(rules), "--json"])
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.stdout)["closed"] == [quirk] and json.loads(tested.stdout)["removed"] == 3
+
+    triaged = runner.invoke(app, ["quirks", "triage", quirk, "--verdict", "retire", "--owner", "dana",
+                                  "--note", "zones are case-insensitive", "--store", store, "--rules", str(rules)])
+    assert triaged.exit_code == 0 and f"quirk-{quirk}.toml" in triaged.output
+    listed = json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--verdict", "retire", "--json"]).stdout)
+    assert [(q["id"], q["owner"], q["note"]) for q in listed] == [(quirk, "dana", "zones are case-insensitive")]
+    checked = runner.invoke(app, ["rules", "check", "--rules", str(rules), "--json"])
+    assert json.loads(checked.stdout)["verdicts"] == 1
+
+    candidate.rename(rules / "zones.toml")
+    again = runner.invoke(app, ["compare", "--recompute", "--store", store, "--rules", str(rules), "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["overall"]["matched"] == 6
+    assert json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--json"]).stdout) == []
+
+
+def test_list_filters_and_bad_filters(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    runner.invoke(app, ["compare", str(pairs), "--store", store, "--rules", str(tmp_path / "rules")])
+    for args, expected in ((["--zone", "chi"], 1), (["--zone", "lax"], 0), (["--command", "cancel_load"], 0),
+                           (["--load", "nope"], 0), (["--sort", "last_seen"], 1)):
+        result = runner.invoke(app, ["quirks", "list", "--store", store, "--json", *args])
+        assert len(json.loads(result.stdout)) == expected, args
+    assert runner.invoke(app, ["quirks", "list", "--store", store, "--sort", "size"]).exit_code == 1
+    assert runner.invoke(app, ["compare", "--store", store]).exit_code == 1  # nothing to compare
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[normalise]]\npath = 'a'\n")
+    refused = runner.invoke(app, ["rules", "test", str(bad), "--store", store])
+    assert refused.exit_code == 2 and "says nothing to do" in refused.output
