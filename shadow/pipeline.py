@@ -62,6 +62,7 @@ def recompute(catalogue: Catalogue, *, rules_folder: Path | None = None, detect_
 
 def _settle(catalogue: Catalogue, rules: RuleSet, rules_folder: Path | None, run: CompareRun,
             detect_noise: bool) -> CompareRun:
+    run.verdicts = catalogue.apply_rules(rules)  # declared noise first: propose only what is still open
     if detect_noise and rules_folder is not None:
         proposals = propose_noise(catalogue)
         if proposals:
