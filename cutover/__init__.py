@@ -1,0 +1,1 @@
+"""The route table: which target is primary, per zone (`cutover.routing`)."""

@@ -1,1 +1,1 @@
-"""Read-only views of the catalogue: summaries now; terminal, HTML, CSV/Parquet/JSON and JUnit reports to come."""
+"""Read-only views of the catalogue (`reports.summary`: match rates overall, per command, per zone)."""

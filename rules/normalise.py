@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from rules.canonical import canonical_bytes
 from rules.paths import ANY_INDEX, ANY_KEY, DEEP, INDEX, KEY, Segment, parse_path
 from rules.rulefile import NormaliseStep
+from rules.transitions import NUMBER, as_bool
 
 __all__ = ["Normaliser", "MISSING", "DELETE"]
 
@@ -37,9 +38,7 @@ Pairwise = Callable[[Any, Any], tuple[Any, Any]]
 # An action is ("ignore",), ("unary", fn, side) — fn applied to one value, on "legacy", "new"
 # or "both" sides — or ("pair", fn) — fn(legacy, new) -> (legacy, new), for tolerances.
 Action = tuple[Any, ...]
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
-_TRUE, _FALSE = {"true", "t", "y", "yes", "1"}, {"false", "f", "n", "no", "0"}
 
 
 def _trim(v: Any) -> Any:
@@ -55,7 +54,7 @@ def _empty_to_null(v: Any) -> Any:
 
 
 def _number(v: Any) -> Any:
-    if isinstance(v, str) and _NUMBER.match(v):
+    if isinstance(v, str) and NUMBER.match(v):
         text = v.strip()
         if _INTEGER.match(text):
             return int(text)  # exact, however large
@@ -65,17 +64,8 @@ def _number(v: Any) -> Any:
 
 
 def _boolean(v: Any) -> Any:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str):
-        low = v.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-    return v
+    flag = as_bool(v)
+    return v if flag is None else flag
 
 
 _number.changes = (str,)  # type: ignore[attr-defined]

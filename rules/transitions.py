@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["classify", "value_type", "DESCRIPTIONS"]
+__all__ = ["classify", "value_type", "as_bool", "NUMBER", "DESCRIPTIONS"]
 
 # Plain words for each class, used by `shadow quirks` and the reports.
 DESCRIPTIONS: dict[str, str] = {
@@ -39,7 +39,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 _TRUE = {"true", "t", "y", "yes", "1"}
 _FALSE = {"false", "f", "n", "no", "0"}
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")  # a number written as text
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
@@ -64,7 +64,8 @@ def _is_empty(value: Any) -> bool:
     return value == "" or value == [] or value == {} or (isinstance(value, str) and not value.strip())
 
 
-def _as_bool(value: Any) -> bool | None:
+def as_bool(value: Any) -> bool | None:
+    """The boolean a value spells (1/0, true/false, Y/N …), or None when it spells none."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -85,7 +86,7 @@ def _as_number(value: Any) -> Decimal | None:
         if isinstance(value, float) and not math.isfinite(value):
             return None
         return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
+    if isinstance(value, str) and NUMBER.match(value.strip()):
         try:
             return Decimal(value.strip())
         except InvalidOperation:
@@ -184,7 +185,7 @@ def classify(legacy: Any, new: Any, change: str = "changed", *, list_item: bool 
         return "null-vs-empty"
     ta, tb = value_type(legacy), value_type(new)
     if "boolean" in (ta, tb) and ta != tb:
-        ba, bb = _as_bool(legacy), _as_bool(new)
+        ba, bb = as_bool(legacy), as_bool(new)
         if ba is not None and ba == bb:
             return "boolean-representation"
     if ta == tb == "string":
