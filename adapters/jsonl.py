@@ -66,6 +66,31 @@ class JsonlPairs:
         return _read_lines(self.path, Pair)
 
 
+class JsonlCommands:
+    """A growing JSONL trace of commands (`shadow proxy --capture`), readable by `shadow replay`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[bytes] = self.path.open("ab", buffering=1 << 16)
+        self.written = 0
+
+    def write(self, command: Command) -> None:
+        """Append one command (buffered; flushed by flush and close)."""
+        self._handle.write(to_json(command) + b"\n")
+        self.written += 1
+
+    def flush(self) -> None:
+        """Push buffered lines to the file."""
+        self._handle.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._handle.closed:
+            self._handle.flush()
+            self._handle.close()
+
+
 def write_commands(path: str | os.PathLike[str], commands: list[Command]) -> int:
     """Write commands as a JSONL trace; returns how many."""
     target = Path(path)

@@ -22,6 +22,7 @@ from shadow.secrets import mask_url, register_secret
 __all__ = [
     "Config",
     "Dsn",
+    "ProxyConfig",
     "Mode",
     "Route",
     "TargetConfig",
@@ -191,6 +192,28 @@ class StoreConfig(_Strict):
     rules: Path = Path("rules")
 
 
+class ProxyConfig(_Strict):
+    """`shadow proxy`: where it listens, how it mirrors, where pairs go."""
+
+    listen: str = "127.0.0.1:8080"
+    max_body: int = Field(1_048_576, ge=1, description="bytes; a larger request body is answered 413")
+    mirror: Literal["after", "parallel"] = "after"
+    queue: int = Field(1000, ge=1, description="mirrors waiting at most; beyond, a mirror is dropped and counted")
+    concurrency: int = Field(64, ge=1, le=4096)
+    pairs: Path = Path("proxy-pairs.jsonl")
+    admin_token_env: str = "SHADOW_ADMIN_TOKEN"
+    drain_seconds: float = Field(5.0, ge=0)
+    reload_seconds: float = Field(0.5, gt=0, description="how often the config file is checked for a new route table")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT such as '127.0.0.1:8080', got {value!r}")
+        return value
+
+
 class ReplayConfig(_Strict):
     """Defaults for `shadow replay`."""
 
@@ -206,6 +229,7 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     store: StoreConfig = StoreConfig()
     replay: ReplayConfig = ReplayConfig()
+    proxy: ProxyConfig = ProxyConfig()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -272,10 +296,12 @@ def _resolve_relative(config: Config, base: Path) -> Config:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = "sqlite:///" + str((base / url[len("sqlite:///"):]).resolve())
     pairs = config.replay.pairs if config.replay.pairs.is_absolute() else base / config.replay.pairs
+    proxy_pairs = config.proxy.pairs if config.proxy.pairs.is_absolute() else base / config.proxy.pairs
     return config.model_copy(
         update={
             "store": store.model_copy(update={"rules": rules, "url": Dsn(url)}),
             "replay": config.replay.model_copy(update={"pairs": pairs}),
+            "proxy": config.proxy.model_copy(update={"pairs": proxy_pairs}),
         }
     )
 

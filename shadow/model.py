@@ -96,6 +96,7 @@ class Pair(msgspec.Struct, kw_only=True):
     legacy: Outcome
     new: Outcome
     primary: Target = Target.LEGACY
+    error: str | None = None  # what went wrong recording it (e.g. a body that is not JSON)
 
     @property
     def token(self) -> str:

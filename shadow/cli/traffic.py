@@ -113,3 +113,31 @@ def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample c
         out.print(f"{result.added} new noise path(s) written to {result.file} — review it like code")
     else:
         out.print("no path differed: legacy is deterministic on this sample")
+
+
+@app.command("proxy")
+@handle_errors
+def proxy_cmd(config: Optional[Path] = ConfigOption,
+              listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT (default from the config's proxy.listen)"),
+              capture: Optional[Path] = typer.Option(None, "--capture", help="also record commands here, for replay")) -> None:
+    """The dual-write proxy: primary answers the caller, commands are mirrored, pairs recorded."""
+    import os
+
+    from aiohttp import web
+
+    from shadow.config import ProxyConfig
+    from shadow.proxy import Proxy
+    from shadow.secrets import register_secret
+
+    cfg = load_cli_config(config)
+    assert cfg is not None
+    if listen is not None:
+        cfg = cfg.model_copy(update={"proxy": ProxyConfig.model_validate({**cfg.proxy.model_dump(), "listen": listen})})
+    token = os.environ.get(cfg.proxy.admin_token_env) or None  # the CLI is the edge: the only place env is read
+    register_secret(token)
+    proxy = Proxy(cfg, admin_token=token, capture=capture)
+    host, port = cfg.proxy.listen.rsplit(":", 1)
+    out.print(f"shadow proxy on http://{host}:{port} — legacy {cfg.targets['legacy'].url}, new "
+              f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {cfg.proxy.pairs}"
+              + ("" if token else f"; admin endpoints closed (set {cfg.proxy.admin_token_env})"))
+    web.run_app(proxy.app(), host=host, port=int(port), print=None, shutdown_timeout=cfg.proxy.drain_seconds + 1)

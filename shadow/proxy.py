@@ -1,0 +1,455 @@
+"""`shadow proxy`: the dual-write proxy in front of the dispatch API (DESIGN.md, "How data flows").
+
+Every request goes to the primary target of its zone and the primary's answer
+goes back to the caller unchanged. A request that the route table declares a
+command is also mirrored to the shadow target — after the primary answered, or
+in parallel — through a bounded queue that never makes the caller wait: when it
+is full the mirror is dropped and counted. Each mirrored command becomes a Pair
+(both outcomes, state read back when the route says how) written to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from adapters.http import TOKEN_HEADER, decode_body, fill_path
+from adapters.jsonl import JsonlCommands, JsonlPairs
+from adapters.protocols import PairSink
+from cutover.routing import RouteTable, mirrors
+from rules.compare import Comparator
+from rules.normalise import Normaliser
+from rules.rulefile import load_rules
+from shadow.config import Config, Route, load_config, path_params
+from shadow.errors import ShadowError
+from shadow.model import Command, Outcome, Pair, Status, Target, new_token, utcnow
+from shadow.secrets import mask_url
+
+__all__ = ["Proxy", "HOP_BY_HOP", "SHADOW_HEADER"]
+
+log = logging.getLogger("shadow.proxy")
+SHADOW_HEADER = "X-Shadow"
+# RFC 9110 §7.6.1: connection-specific fields are not forwarded (nor any field Connection names).
+HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-authenticate", "proxy-authorization"})
+# Recomputed for the new message by whoever sends it.
+_RECOMPUTED = frozenset({"host", "content-length"})
+
+
+def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """Headers without hop-by-hop fields (and without Host and Content-Length, set anew)."""
+    named = {v.strip().lower() for v in headers.get("Connection", "").split(",") if v.strip()}
+    drop = HOP_BY_HOP | _RECOMPUTED | named
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+
+
+class ProxyMetrics:
+    """What `GET /-/metrics` shows, in a registry of the proxy's own."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("shadow_proxy_requests", "Requests received, by what the route table made of them",
+                                ["kind"], registry=registry)
+        self.mirrored = Counter("shadow_proxy_mirrored", "Commands sent to the shadow target", registry=registry)
+        self.dropped = Counter("shadow_proxy_mirror_dropped", "Mirrors not sent, by reason", ["reason"],
+                               registry=registry)
+        self.sampled_out = Counter("shadow_proxy_mirror_sampled_out", "Commands not mirrored by a route's sample rate",
+                                   registry=registry)
+        self.shadow_outcomes = Counter("shadow_proxy_shadow_outcomes", "Shadow answers by status", ["status"],
+                                       registry=registry)
+        self.primary_latency = Histogram("shadow_proxy_primary_latency_seconds", "Primary round trip",
+                                         registry=registry, buckets=_BUCKETS)
+        self.shadow_latency = Histogram("shadow_proxy_shadow_latency_seconds", "Shadow round trip",
+                                        registry=registry, buckets=_BUCKETS)
+        self.compared = Counter("shadow_proxy_pairs_compared", "Pairs compared inline, by result", ["result"],
+                                registry=registry)
+        self.match_rate = Gauge("shadow_proxy_match_rate", "Matched / compared pairs since start", registry=registry)
+        self.too_large = Counter("shadow_proxy_body_too_large", "Requests answered 413", registry=registry)
+        self.parse_errors = Counter("shadow_proxy_parse_errors", "Command bodies that were not JSON", registry=registry)
+        self.primary_errors = Counter("shadow_proxy_primary_unreachable", "Requests answered 502/504 by the proxy",
+                                      registry=registry)
+        self.table_version = Gauge("shadow_proxy_route_table_version", "Route-table version number in force",
+                                   registry=registry)
+        self.queue_depth = Gauge("shadow_proxy_mirror_queue_depth", "Mirrors waiting", registry=registry)
+
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class _Mirror:
+    command: Command
+    route: Route
+    primary: Target
+    shadow: Target
+    method: str
+    path_qs: str
+    headers: CIMultiDict[str]
+    body: bytes
+    primary_outcome: asyncio.Future[Outcome]
+    error: str | None
+    before: asyncio.Future[None] | None = None      # the previous mirror of the same entity
+    done: asyncio.Future[None] | None = None
+    primary_state: asyncio.Task[None] | None = None
+
+
+class Proxy:
+    """One proxy process: an aiohttp application with its mirror workers and route table."""
+
+    def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
+                 sink: PairSink | None = None, compare_inline: bool = True) -> None:
+        self.config = config
+        self.table = RouteTable.from_config(config)
+        self.metrics = ProxyMetrics()
+        self.metrics.table_version.set(self.table.number)
+        self._admin_token = admin_token.encode() if admin_token else None
+        self._capture_path = capture
+        self._sink = sink
+        self._compare_inline = compare_inline
+        self._queue: asyncio.Queue[_Mirror] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._capture: JsonlCommands | None = None
+        self._comparator: Comparator | None = None
+        self._matched = self._compared = 0
+        self._last: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._config_stamp = self._stamp()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application: admin endpoints under /-/, everything else proxied."""
+        app = web.Application(client_max_size=self.config.proxy.max_body + 1)
+        app.router.add_get("/-/health", self._health)
+        app.router.add_get("/-/metrics", self._metrics)
+        app.router.add_get("/-/admin/status", self._status)
+        app.router.add_post("/-/admin/reload", self._reload)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_startup.append(self._start)
+        app.on_shutdown.append(self._drain)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _start(self, _app: web.Application) -> None:
+        proxy = self.config.proxy
+        self._queue = asyncio.Queue(maxsize=proxy.queue)
+        self.metrics.queue_depth.set_function(lambda: self._queue.qsize() if self._queue else 0)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        # Bodies pass through as bytes: never decompress what the caller must receive unchanged.
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        if self._sink is None:
+            self._sink = JsonlPairs(proxy.pairs, append=True)
+        if self._capture_path is not None:
+            self._capture = JsonlCommands(self._capture_path)
+        if self._compare_inline:
+            self._comparator = Comparator(Normaliser(load_rules(self.config.store.rules).steps))
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
+        if self.config.source is not None:
+            self._tasks.append(asyncio.create_task(self._watch()))
+
+    async def _drain(self, _app: web.Application) -> None:
+        """Graceful shutdown: mirrors already queued are finished, up to the drain deadline."""
+        if self._queue is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=self.config.proxy.drain_seconds)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: %d mirror(s) still queued after %.1fs; dropped",
+                        self._queue.qsize(), self.config.proxy.drain_seconds)
+            self.metrics.dropped.labels("shutdown").inc(self._queue.qsize())
+
+    async def _close(self, _app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._sink is not None:
+            self._sink.close()
+        if self._capture is not None:
+            self._capture.close()
+
+    # -- the hot path ----------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        if body is None:
+            self.metrics.too_large.inc()
+            return web.json_response({"error": f"request body over {self.config.proxy.max_body} bytes"}, status=413)
+        table = self.table  # one table for the whole request, even if a reload lands meanwhile
+        matched = table.match(request.method, request.path)
+        headers = forwardable(request.headers)
+        if matched is None:
+            self.metrics.requests.labels("unmatched").inc()
+            primary = Target.NEW if table.mode(None) in ("reverse", "new") else Target.LEGACY
+            response, _ = await self._forward(primary, request.method, request.path_qs, headers, body)
+            return response
+        route, params = matched
+        command, error = self._command(route, params, body, request.headers)
+        headers[TOKEN_HEADER] = command.token or ""
+        mode = table.mode(command.zone)
+        primary = Target.NEW if mode in ("reverse", "new") else Target.LEGACY
+        self.metrics.requests.labels("command").inc()
+        mirror = None
+        if mirrors(mode):
+            if route.sample >= 1.0 or random.random() < route.sample:
+                loop = asyncio.get_running_loop()
+                mirror = _Mirror(command, route, primary, primary.other, request.method, request.path_qs, headers,
+                                 body, loop.create_future(), error)
+            else:
+                self.metrics.sampled_out.inc()
+        if mirror is not None and self.config.proxy.mirror == "parallel":
+            self._enqueue(mirror)
+        response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
+        if mirror is not None:
+            mirror.primary_outcome.set_result(outcome)
+            if route.read:
+                # Read the primary's state now, not when a worker gets to it: the caller's next
+                # command on this entity may come soon. Off the caller's path all the same.
+                mirror.primary_state = asyncio.create_task(self._read_back(outcome, mirror))
+            if self.config.proxy.mirror == "after":
+                self._enqueue(mirror)
+        if self._capture is not None:
+            self._capture.write(command)
+        return response
+
+    async def _body(self, request: web.Request) -> bytes | None:
+        limit = self.config.proxy.max_body
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        body = await request.content.read(limit + 1)
+        return None if len(body) > limit else body
+
+    def _command(self, route: Route, params: dict[str, str], body: bytes,
+                 headers: Mapping[str, str]) -> tuple[Command, str | None]:
+        payload: Any = None
+        error = None
+        if body:
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                error = f"request body is not JSON: {exc}"
+                self.metrics.parse_errors.inc()
+                payload = body.decode("utf-8", errors="replace")
+        fields = payload if isinstance(payload, dict) else {}
+        keys = {k: str(params[k] if k in params else fields[k]) for k in route.keys if k in params or k in fields}
+        zone = params.get(route.zone, fields.get(route.zone))
+        command = Command(kind=route.command, payload=payload, keys=keys,
+                          zone=str(zone).lower() if zone is not None else None,
+                          token=headers.get(TOKEN_HEADER) or new_token(), received_at=utcnow())
+        return command, error
+
+    async def _forward(self, target: Target, method: str, path_qs: str, headers: CIMultiDict[str],
+                       body: bytes) -> tuple[web.Response, Outcome]:
+        config = self.config.targets[target.value]
+        url = config.url + path_qs
+        assert self._session is not None
+        started = time.perf_counter()
+        try:
+            async with self._session.request(method, url, headers=headers, data=body or None, allow_redirects=False,
+                                             timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
+                raw = await upstream.read()
+                seconds = time.perf_counter() - started
+                response = web.Response(status=upstream.status, reason=upstream.reason, body=raw,
+                                        headers=forwardable(upstream.headers))
+                status = Status.OK if upstream.status < 400 else Status.ERROR
+                outcome = Outcome(target=target, status=status, http_status=upstream.status,
+                                  response=decode_body(raw), latency_ms=seconds * 1000)
+        except asyncio.TimeoutError:
+            seconds = time.perf_counter() - started
+            self.metrics.primary_errors.inc()
+            message = f"primary {target.value} gave no answer within {config.timeout:g}s"
+            response = web.json_response({"error": message}, status=504)
+            outcome = Outcome(target=target, status=Status.TIMEOUT, error=message, latency_ms=seconds * 1000)
+        except (aiohttp.ClientError, OSError) as exc:
+            seconds = time.perf_counter() - started
+            self.metrics.primary_errors.inc()
+            message = f"primary {target.value} at {mask_url(config.url)} cannot be reached: {type(exc).__name__}"
+            response = web.json_response({"error": message}, status=502)
+            outcome = Outcome(target=target, status=Status.ERROR, error=message, latency_ms=seconds * 1000)
+        self.metrics.primary_latency.observe(seconds)
+        return response, outcome
+
+    def _enqueue(self, mirror: _Mirror) -> None:
+        assert self._queue is not None
+        entity = next(iter(mirror.command.keys.items()), None)
+        mirror.done = asyncio.get_running_loop().create_future()
+        mirror.before = self._last.get(entity) if entity is not None else None
+        try:
+            self._queue.put_nowait(mirror)
+        except asyncio.QueueFull:
+            self.metrics.dropped.labels("queue_full").inc()  # never make the caller wait for the shadow
+            mirror.done.set_result(None)
+            return
+        if entity is not None:
+            # Mirrors of one entity reach the shadow in the order the primary saw them.
+            self._last[entity] = mirror.done
+            mirror.done.add_done_callback(lambda f, e=entity: self._last.get(e) is f and self._last.pop(e))
+
+    # -- mirrors, off the hot path ---------------------------------------------------
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        while True:
+            mirror = await self._queue.get()
+            try:
+                if mirror.before is not None:
+                    await asyncio.shield(mirror.before)
+                await self._mirror(mirror)
+            except Exception:  # one bad mirror must never stop the worker
+                log.exception("mirror of %s %s failed", mirror.command.kind, mirror.command.token)
+                self.metrics.dropped.labels("internal_error").inc()
+            finally:
+                if mirror.done is not None and not mirror.done.done():
+                    mirror.done.set_result(None)
+                self._queue.task_done()
+
+    async def _mirror(self, mirror: _Mirror) -> None:
+        headers = CIMultiDict(mirror.headers)
+        headers[SHADOW_HEADER] = "1"
+        _, shadow_outcome = await self._send_shadow(mirror, headers)
+        primary_outcome = await mirror.primary_outcome
+        outcomes = {mirror.primary: primary_outcome, mirror.shadow: shadow_outcome}
+        if mirror.route.read:
+            await self._read_back(shadow_outcome, mirror)
+            if mirror.primary_state is not None:
+                await mirror.primary_state
+        pair = Pair(command=mirror.command, legacy=outcomes[Target.LEGACY], new=outcomes[Target.NEW],
+                    primary=mirror.primary, error=mirror.error)
+        assert self._sink is not None
+        self._sink.write(pair)
+        if self._comparator is not None:
+            self._compared += 1
+            matched = self._comparator.compare(pair).matched
+            self._matched += int(matched)
+            self.metrics.compared.labels("match" if matched else "mismatch").inc()
+            self.metrics.match_rate.set(self._matched / self._compared)
+
+    async def _send_shadow(self, mirror: _Mirror, headers: CIMultiDict[str]) -> tuple[int | None, Outcome]:
+        config = self.config.targets[mirror.shadow.value]
+        assert self._session is not None
+        self.metrics.mirrored.inc()
+        started = time.perf_counter()
+        try:
+            async with self._session.request(mirror.method, config.url + mirror.path_qs, headers=headers,
+                                             data=mirror.body or None, allow_redirects=False,
+                                             timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
+                raw = await upstream.read()
+                status = Status.OK if upstream.status < 400 else Status.ERROR
+                outcome = Outcome(target=mirror.shadow, status=status, http_status=upstream.status,
+                                  response=decode_body(raw), latency_ms=(time.perf_counter() - started) * 1000)
+        except asyncio.TimeoutError:
+            outcome = Outcome(target=mirror.shadow, status=Status.TIMEOUT,
+                              error=f"no answer within {config.timeout:g}s",
+                              latency_ms=(time.perf_counter() - started) * 1000)
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            outcome = Outcome(target=mirror.shadow, status=Status.ERROR, error=f"{type(exc).__name__}: {exc}",
+                              latency_ms=(time.perf_counter() - started) * 1000)
+        self.metrics.shadow_outcomes.labels(outcome.status.value).inc()
+        self.metrics.shadow_latency.observe(outcome.latency_ms / 1000)
+        return outcome.http_status, outcome
+
+    async def _read_back(self, outcome: Outcome, mirror: _Mirror) -> None:
+        if outcome.status is Status.TIMEOUT or mirror.route.read_path is None:
+            return
+        config = self.config.targets[outcome.target.value]
+        try:
+            path = fill_path(mirror.route.read_path, mirror.command, path_params(mirror.route.read_path))
+        except ShadowError as exc:
+            outcome.error = exc.message
+            return
+        assert self._session is not None
+        headers = {**config.headers, TOKEN_HEADER: mirror.command.token or "", SHADOW_HEADER: "1"}
+        try:
+            async with self._session.get(config.url + path, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
+                raw = await upstream.read()
+                if upstream.status == 200:
+                    outcome.state = decode_body(raw)
+                else:
+                    outcome.error = f"state read-back GET {path} answered {upstream.status}"
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            outcome.error = f"state read-back GET {path} failed: {type(exc).__name__}"
+
+    # -- admin -----------------------------------------------------------------------
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "route_table": self.table.version})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _authorised(self, request: web.Request) -> bool:
+        if self._admin_token is None:
+            return False  # no token configured: admin endpoints stay closed
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+        return hmac.compare_digest(given, self._admin_token)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised: send Authorization: Bearer <admin token>"}, status=401)
+        assert self._queue is not None
+        return web.json_response({
+            "route_table": self.table.version, "routes": len(self.table.routes), "queue": self._queue.qsize(),
+            "mirror": self.config.proxy.mirror, "compared": self._compared, "matched": self._matched,
+        })
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised: send Authorization: Bearer <admin token>"}, status=401)
+        try:
+            changed = self.reload()
+        except ShadowError as exc:
+            return web.json_response({"error": str(exc), "route_table": self.table.version}, status=422)
+        return web.json_response({"route_table": self.table.version, "changed": changed})
+
+    # -- the route table -------------------------------------------------------------
+
+    def _stamp(self) -> tuple[float, int] | None:
+        source = self.config.source
+        if source is None:
+            return None
+        try:
+            stat = Path(source).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime, stat.st_size)
+
+    def reload(self) -> bool:
+        """Re-read the config file; a changed route table replaces the old one between requests."""
+        if self.config.source is None:
+            raise ShadowError("this proxy was started without a config file to reload")
+        config = load_config(self.config.source)
+        table = RouteTable.from_config(config, self.table.number + 1)
+        if table.digest == self.table.digest:
+            return False
+        self.config = self.config.model_copy(update={"routes": config.routes, "routing": config.routing})
+        self.table = table  # requests in flight keep the table they started with
+        self.metrics.table_version.set(table.number)
+        log.warning("route table %s in force", table.version)
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.proxy.reload_seconds)
+            stamp = self._stamp()
+            if stamp is None or stamp == self._config_stamp:
+                continue
+            self._config_stamp = stamp
+            try:
+                self.reload()
+            except ShadowError as exc:
+                log.error("config change not applied, route table %s stays: %s", self.table.version, exc)
