@@ -43,6 +43,7 @@ test-integration: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_comparator 50000
 	$(BIN)/python -m tests.bench.bench_catalogue 1000000
+	$(BIN)/python -m tests.bench.bench_proxy 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check shadow adapters rules reports cutover tests

@@ -48,11 +48,14 @@ HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "t
 _RECOMPUTED = frozenset({"host", "content-length"})
 
 
+_DROP = HOP_BY_HOP | _RECOMPUTED
+
+
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """Headers without hop-by-hop fields (and without Host and Content-Length, set anew)."""
-    named = {v.strip().lower() for v in headers.get("Connection", "").split(",") if v.strip()}
-    drop = HOP_BY_HOP | _RECOMPUTED | named
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+    connection = headers.get("Connection")
+    drop = _DROP | {v.strip().lower() for v in connection.split(",")} if connection else _DROP
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
 
 
 class ProxyMetrics:
@@ -109,7 +112,7 @@ class Proxy:
     """One proxy process: an aiohttp application with its mirror workers and route table."""
 
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
-                 sink: PairSink | None = None, compare_inline: bool = True) -> None:
+                 sink: PairSink | None = None) -> None:
         self.config = config
         self.table = RouteTable.from_config(config)
         self.metrics = ProxyMetrics()
@@ -117,9 +120,9 @@ class Proxy:
         self._admin_token = admin_token.encode() if admin_token else None
         self._capture_path = capture
         self._sink = sink
-        self._compare_inline = compare_inline
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Target, aiohttp.ClientTimeout] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._capture: JsonlCommands | None = None
         self._comparator: Comparator | None = None
@@ -148,12 +151,15 @@ class Proxy:
         self.metrics.queue_depth.set_function(lambda: self._queue.qsize() if self._queue else 0)
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         # Bodies pass through as bytes: never decompress what the caller must receive unchanged.
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # No cookie jar: a proxy passes cookies through, it does not keep them (and the jar costs CPU per request).
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                              cookie_jar=aiohttp.DummyCookieJar())
+        self._timeouts = {t: aiohttp.ClientTimeout(total=self.config.targets[t.value].timeout) for t in Target}
         if self._sink is None:
             self._sink = JsonlPairs(proxy.pairs, append=True)
         if self._capture_path is not None:
             self._capture = JsonlCommands(self._capture_path)
-        if self._compare_inline:
+        if proxy.compare:
             self._comparator = Comparator(Normaliser(load_rules(self.config.store.rules).steps))
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
         if self.config.source is not None:
@@ -259,7 +265,7 @@ class Proxy:
         started = time.perf_counter()
         try:
             async with self._session.request(method, url, headers=headers, data=body or None, allow_redirects=False,
-                                             timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
+                                             timeout=self._timeouts[target]) as upstream:
                 raw = await upstream.read()
                 seconds = time.perf_counter() - started
                 response = web.Response(status=upstream.status, reason=upstream.reason, body=raw,
@@ -345,7 +351,7 @@ class Proxy:
         try:
             async with self._session.request(mirror.method, config.url + mirror.path_qs, headers=headers,
                                              data=mirror.body or None, allow_redirects=False,
-                                             timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
+                                             timeout=self._timeouts[mirror.shadow]) as upstream:
                 raw = await upstream.read()
                 status = Status.OK if upstream.status < 400 else Status.ERROR
                 outcome = Outcome(target=mirror.shadow, status=status, http_status=upstream.status,
