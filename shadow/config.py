@@ -201,6 +201,7 @@ class ProxyConfig(_Strict):
     queue: int = Field(1000, ge=1, description="mirrors waiting at most; beyond, a mirror is dropped and counted")
     concurrency: int = Field(64, ge=1, le=4096)
     pairs: Path = Path("proxy-pairs.jsonl")
+    sink: Literal["jsonl", "catalogue"] = "jsonl"
     compare: bool = Field(True, description="compare each pair as it is recorded, for the match-rate metric")
     admin_token_env: str = "SHADOW_ADMIN_TOKEN"
     drain_seconds: float = Field(5.0, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -13,7 +14,9 @@ from rules.normalise import Normaliser
 from rules.rulefile import RuleSet, load_rules
 from shadow.model import Pair
 
-__all__ = ["CompareRun", "compare_pairs", "compare_into", "recompute"]
+__all__ = ["CompareRun", "CatalogueSink", "compare_pairs", "compare_into", "recompute"]
+
+log = logging.getLogger("shadow.pipeline")
 
 
 @dataclass
@@ -71,3 +74,66 @@ def _settle(catalogue: Catalogue, rules: RuleSet, rules_folder: Path | None, run
             rules = load_rules(rules_folder)
     run.verdicts = catalogue.apply_rules(rules)
     return run
+
+
+class CatalogueSink:
+    """A PairSink that compares pairs and stores them in the catalogue, off the caller's thread.
+
+    `write` only queues (it is called from the proxy's event loop and must not
+    block); a thread compares and stores in batches, and brings verdicts in line
+    with the rule files after each batch. A full queue drops the pair and counts it.
+    """
+
+    def __init__(self, catalogue: Catalogue, *, rules_folder: Path | None = None, queue: int = 10_000,
+                 batch: int = 500) -> None:
+        import queue as queue_module
+        import threading
+
+        self.catalogue = catalogue
+        self.dropped = 0
+        self.failed = 0
+        self.stored = IngestStats()
+        self._rules_folder = rules_folder
+        self._batch = batch
+        self._queue: queue_module.Queue[Pair | None] = queue_module.Queue(maxsize=queue)
+        self._full = queue_module.Full
+        self._empty = queue_module.Empty
+        self._thread = threading.Thread(target=self._run, name="catalogue-sink", daemon=True)
+        self._thread.start()
+
+    def write(self, pair: Pair) -> None:
+        """Queue a pair for comparing and storing (never blocks)."""
+        try:
+            self._queue.put_nowait(pair)
+        except self._full:
+            self.dropped += 1
+
+    def close(self) -> None:
+        """Store what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        rules = load_rules(self._rules_folder)
+        comparator = Comparator(Normaliser(rules.steps), keep_pairs=True)
+        done = False
+        while not done:
+            batch: list[Pair] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self._batch:
+                    break
+                try:
+                    item = self._queue.get(timeout=0.05)
+                except self._empty:
+                    break
+            done = item is None
+            if not batch:
+                continue
+            try:
+                self.stored.add(self.catalogue.store([comparator.compare(p) for p in batch]))
+                self.catalogue.apply_rules(rules)
+            except Exception:  # the store being down must not stop the sink (spilling comes with issue 11)
+                log.exception("catalogue sink: %d pair(s) could not be stored", len(batch))
+                self.failed += len(batch)

@@ -156,7 +156,7 @@ class Proxy:
                                               cookie_jar=aiohttp.DummyCookieJar())
         self._timeouts = {t: aiohttp.ClientTimeout(total=self.config.targets[t.value].timeout) for t in Target}
         if self._sink is None:
-            self._sink = JsonlPairs(proxy.pairs, append=True)
+            self._sink = self._default_sink()
         if self._capture_path is not None:
             self._capture = JsonlCommands(self._capture_path)
         if proxy.compare:
@@ -164,6 +164,15 @@ class Proxy:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
+
+    def _default_sink(self) -> PairSink:
+        if self.config.proxy.sink == "catalogue":
+            from rules.catalogue import open_catalogue
+            from shadow.pipeline import CatalogueSink
+
+            catalogue = open_catalogue(self.config.store.url.reveal())
+            return CatalogueSink(catalogue, rules_folder=self.config.store.rules, queue=self.config.proxy.queue * 10)
+        return JsonlPairs(self.config.proxy.pairs, append=True)
 
     async def _drain(self, _app: web.Application) -> None:
         """Graceful shutdown: mirrors already queued are finished, up to the drain deadline."""
@@ -183,7 +192,8 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
         if self._sink is not None:
-            self._sink.close()
+            # Storing what is left may take a moment (the catalogue sink's thread): not on the loop.
+            await asyncio.get_running_loop().run_in_executor(None, self._sink.close)
         if self._capture is not None:
             self._capture.close()
 

@@ -149,7 +149,9 @@ def test_a_broken_shadow_changes_nothing_for_the_caller_under_load(tmp_path, fau
         async with serving(upstream("legacy")) as legacy, serving(shadow_app) as new:
             new_url = f"http://127.0.0.1:{free_port()}" if fault == "refuses" else new
             sink = MemoryPairs()
-            config = proxy_config(legacy, new_url, tmp_path, new_timeout=0.3, concurrency=64, queue=1000)
+            # Only the hanging shadow needs a short timeout; the others must not time out on a busy machine.
+            config = proxy_config(legacy, new_url, tmp_path, new_timeout=0.3 if fault == "hangs" else 10,
+                                  concurrency=64, queue=1000)
             async with running(config, sink=sink) as (proxy, url):
                 async with aiohttp.ClientSession() as session:
                     answers = await asyncio.gather(*(assign(session, url, f"L-{i}") for i in range(300)))
@@ -335,3 +337,21 @@ def test_parallel_mirroring_and_sampling(tmp_path) -> None:
             assert proxy.metrics.sampled_out._value.get() == 10
 
     asyncio.run(scenario())
+
+
+def test_pairs_can_go_to_the_catalogue_directly(tmp_path) -> None:
+    async def scenario() -> None:
+        async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
+            config = proxy_config(legacy, new, tmp_path, sink="catalogue")
+            async with running(config) as (_proxy, url):
+                async with aiohttp.ClientSession() as session:
+                    await asyncio.gather(*(assign(session, url, f"L-{i}") for i in range(30)))
+
+    asyncio.run(scenario())
+    catalogue = open_catalogue(f"sqlite:///{tmp_path / 'shadow.db'}")
+    try:
+        quirks = {q.field: q.pairs for q in catalogue.quirks()}
+        assert quirks["served_by"] == 30 and "shadow" in quirks  # the X-Shadow header the new side saw
+        assert len(list(catalogue.stored_pairs())) == 30
+    finally:
+        catalogue.close()
