@@ -25,6 +25,8 @@ __all__ = [
     "ProxyConfig",
     "Mode",
     "Route",
+    "RouteState",
+    "SqlSource",
     "TargetConfig",
     "path_params",
     "load_config",
@@ -134,6 +136,39 @@ class TargetConfig(_Strict):
         return value
 
 
+Coercion = Literal["number", "string", "boolean"]
+
+
+class SqlSource(_Strict):
+    """How one side's state database is read for a command: a query, or a table and key columns."""
+
+    query: str | None = Field(None, description="SQL with :named parameters from the command's keys or payload")
+    table: str | None = Field(None, description="table name, optionally schema-qualified: dbo.Loads")
+    key: dict[str, str] = Field({}, description="command key → column, for table")
+    many: bool = Field(False, description="the rows as a list (else the one row, or null)")
+
+    @model_validator(mode="after")
+    def _query_or_table(self) -> "SqlSource":
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give either query = \"SELECT …\" or table = \"…\" with key = { … }")
+        if self.table is not None and not self.key:
+            raise ValueError("table needs key = { command_key = \"column\" } to find the touched rows")
+        return self
+
+
+class RouteState(_Strict):
+    """State read back from each side's database, mapped into one canonical form."""
+
+    legacy: SqlSource | None = None
+    new: SqlSource | None = None
+    rename: dict[str, str] = Field({}, description="legacy column → canonical (new) name")
+    values: dict[str, dict[str, Any]] = Field({}, description="canonical column → {legacy value: canonical value}")
+    coerce: dict[str, Coercion] = Field({}, description="canonical column → type, on both sides")
+    settle: float = Field(2.0, ge=0, description="seconds the new side may take to show the command's effect")
+    quiet: float = Field(0.25, gt=0, description="unchanged this long, the new side is taken as settled")
+    interval: float = Field(0.05, gt=0, description="seconds between reads while settling")
+
+
 class Route(_Strict):
     """Which requests are commands, of what kind, touching which entities."""
 
@@ -142,6 +177,7 @@ class Route(_Strict):
     keys: list[str] = []
     zone: str = Field("zone", description="path parameter or body field holding the zone")
     read: str | None = Field(None, description="'GET /path/{key}' that reads the touched entity back")
+    state: RouteState | None = Field(None, description="read the touched entities from each side's database")
     sample: float = Field(1.0, ge=0.0, le=1.0)
 
     @field_validator("match")
@@ -240,7 +276,12 @@ class Config(_Strict):
         if missing:
             raise ValueError(f"[targets.{missing[0]}] is missing: both 'legacy' and 'new' must be configured")
         seen: dict[str, str] = {}
-        for route in self.routes:
+        for index, route in enumerate(self.routes):
+            for side in ("legacy", "new"):
+                if route.state is not None and getattr(route.state, side) is not None and \
+                        self.targets[side].state is None:  # type: ignore[index]
+                    raise ValueError(f"routes[{index}].state.{side} reads a database, but [targets.{side}] has no "
+                                     f"state = \"<SQLAlchemy URL>\"")
             key = f"{route.method} {route.path}"
             if key in seen:
                 raise ValueError(f"route {key!r} is declared twice (commands {seen[key]!r} and {route.command!r})")

@@ -87,6 +87,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     state: Any = None
     latency_ms: float = 0.0
     error: str | None = None
+    settle_ms: float | None = None   # how long the state took to settle (eventually consistent targets)
+    settled: bool | None = None      # whether it came to match the other side before the deadline
 
 
 class Pair(msgspec.Struct, kw_only=True):
