@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
 from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
+from adapters.sql import SqlStateReader
 from cutover.routing import RouteTable, mirrors
 from rules.compare import Comparator
 from rules.normalise import Normaliser
@@ -35,6 +36,7 @@ from rules.rulefile import load_rules
 from shadow.config import Config, Route, load_config, path_params
 from shadow.errors import ShadowError
 from shadow.model import Command, Outcome, Pair, Status, Target, new_token, utcnow
+from shadow.replay import RouteStateReader, read_state, settle_new_state, states_equal
 from shadow.secrets import mask_url
 
 __all__ = ["Proxy", "HOP_BY_HOP", "SHADOW_HEADER"]
@@ -105,7 +107,36 @@ class _Mirror:
     error: str | None
     before: asyncio.Future[None] | None = None      # the previous mirror of the same entity
     done: asyncio.Future[None] | None = None
-    primary_state: asyncio.Task[None] | None = None
+    primary_state: asyncio.Task[None] | None = None  # the primary's state, read as soon as it answered
+
+
+class _HttpReadBack:
+    """A StateReader: the route's GET on one target, through the proxy's own client session."""
+
+    def __init__(self, proxy: "Proxy", target: Target) -> None:
+        self._proxy, self.target = proxy, target
+
+    async def read(self, command: Command) -> Any:
+        route = self._proxy.config.route_for(command.kind)
+        if route is None or route.read_path is None:
+            return None
+        config = self._proxy.config.targets[self.target.value]
+        path = fill_path(route.read_path, command, path_params(route.read_path))
+        headers = {**config.headers, TOKEN_HEADER: command.token or "", SHADOW_HEADER: "1"}
+        session = self._proxy._session
+        assert session is not None
+        try:
+            async with session.get(config.url + path, headers=headers,
+                                   timeout=self._proxy._timeouts[self.target]) as upstream:
+                raw = await upstream.read()
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ShadowError(f"state read-back GET {path} failed: {type(exc).__name__}") from None
+        if upstream.status != 200:
+            raise ShadowError(f"state read-back GET {path} answered {upstream.status}")
+        return decode_body(raw)
+
+    async def close(self) -> None:
+        """The session is the proxy's."""
 
 
 class Proxy:
@@ -122,6 +153,8 @@ class Proxy:
         self._sink = sink
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._readers: dict[Target, RouteStateReader] = {}
+        self._normaliser = Normaliser()
         self._timeouts: dict[Target, aiohttp.ClientTimeout] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._capture: JsonlCommands | None = None
@@ -159,11 +192,18 @@ class Proxy:
             self._sink = self._default_sink()
         if self._capture_path is not None:
             self._capture = JsonlCommands(self._capture_path)
+        normaliser = Normaliser(load_rules(self.config.store.rules).steps)
         if proxy.compare:
-            self._comparator = Comparator(Normaliser(load_rules(self.config.store.rules).steps))
+            self._comparator = Comparator(normaliser)
+        self._normaliser = normaliser
+        self._readers = {t: RouteStateReader(self._sql_reader(t), _HttpReadBack(self, t)) for t in Target}
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
+
+    def _sql_reader(self, target: Target) -> SqlStateReader | None:
+        url = self.config.targets[target.value].state
+        return SqlStateReader(target, url.reveal(), self.config.routes) if url is not None else None
 
     def _default_sink(self) -> PairSink:
         if self.config.proxy.sink == "catalogue":
@@ -189,6 +229,8 @@ class Proxy:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for reader in self._readers.values():
+            await reader.close()
         if self._session is not None:
             await self._session.close()
         if self._sink is not None:
@@ -231,10 +273,10 @@ class Proxy:
         response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
         if mirror is not None:
             mirror.primary_outcome.set_result(outcome)
-            if route.read:
+            if route.read or route.state is not None:
                 # Read the primary's state now, not when a worker gets to it: the caller's next
                 # command on this entity may come soon. Off the caller's path all the same.
-                mirror.primary_state = asyncio.create_task(self._read_back(outcome, mirror))
+                mirror.primary_state = asyncio.create_task(read_state(self._readers[primary], command, outcome))
             if self.config.proxy.mirror == "after":
                 self._enqueue(mirror)
         if self._capture is not None:
@@ -338,10 +380,15 @@ class Proxy:
         _, shadow_outcome = await self._send_shadow(mirror, headers)
         primary_outcome = await mirror.primary_outcome
         outcomes = {mirror.primary: primary_outcome, mirror.shadow: shadow_outcome}
-        if mirror.route.read:
-            await self._read_back(shadow_outcome, mirror)
-            if mirror.primary_state is not None:
-                await mirror.primary_state
+        if mirror.primary_state is not None:
+            await mirror.primary_state
+        state = mirror.route.state
+        reader = self._readers[mirror.shadow]
+        if state is not None and state.settle > 0 and mirror.shadow is Target.NEW:
+            await settle_new_state(reader, mirror.command, primary_outcome, shadow_outcome, state,
+                                   states_equal(self._normaliser, mirror.command.kind))
+        elif mirror.route.read or state is not None:
+            await read_state(reader, mirror.command, shadow_outcome)
         pair = Pair(command=mirror.command, legacy=outcomes[Target.LEGACY], new=outcomes[Target.NEW],
                     primary=mirror.primary, error=mirror.error)
         assert self._sink is not None
@@ -376,28 +423,6 @@ class Proxy:
         self.metrics.shadow_outcomes.labels(outcome.status.value).inc()
         self.metrics.shadow_latency.observe(outcome.latency_ms / 1000)
         return outcome.http_status, outcome
-
-    async def _read_back(self, outcome: Outcome, mirror: _Mirror) -> None:
-        if outcome.status is Status.TIMEOUT or mirror.route.read_path is None:
-            return
-        config = self.config.targets[outcome.target.value]
-        try:
-            path = fill_path(mirror.route.read_path, mirror.command, path_params(mirror.route.read_path))
-        except ShadowError as exc:
-            outcome.error = exc.message
-            return
-        assert self._session is not None
-        headers = {**config.headers, TOKEN_HEADER: mirror.command.token or "", SHADOW_HEADER: "1"}
-        try:
-            async with self._session.get(config.url + path, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=config.timeout)) as upstream:
-                raw = await upstream.read()
-                if upstream.status == 200:
-                    outcome.state = decode_body(raw)
-                else:
-                    outcome.error = f"state read-back GET {path} answered {upstream.status}"
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
-            outcome.error = f"state read-back GET {path} failed: {type(exc).__name__}"
 
     # -- admin -----------------------------------------------------------------------
 
