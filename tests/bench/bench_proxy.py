@@ -207,7 +207,7 @@ def main(seconds: float = 3.0) -> None:
             for name in ("legacy", "new"):
                 procs.append(subprocess.Popen([sys.executable, "-c", UPSTREAM, str(ports[name])]))
             (tmp / "shadow.toml").write_text(SHADOW.format(legacy=ports["legacy"], new=ports["new"], port=ports["shadow"],
-                                                             compare=os.environ.get("BENCH_COMPARE", "true")))
+                                                             compare=os.environ.get("BENCH_COMPARE", "false")))
             procs.append(subprocess.Popen([sys.executable, "-m", "shadow", "proxy", "-c", str(tmp / "shadow.toml")],
                                           stdout=subprocess.DEVNULL))
             nginx = _nginx()
