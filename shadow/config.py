@@ -22,6 +22,7 @@ from shadow.secrets import mask_url, register_secret
 __all__ = [
     "Config",
     "Dsn",
+    "KafkaTarget",
     "ProxyConfig",
     "Mode",
     "Route",
@@ -111,6 +112,14 @@ def _split_endpoint(value: str) -> tuple[str, str]:
     return method, path
 
 
+class KafkaTarget(_Strict):
+    """Reaching a target over Kafka: commands published to one topic, outcomes awaited on another."""
+
+    bootstrap: str = Field(description="HOST:PORT[,HOST:PORT…] of the brokers")
+    commands: str = Field(min_length=1, description="topic the commands are published to")
+    outcomes: str = Field(min_length=1, description="topic the target answers on, by dispatch token")
+
+
 class TargetConfig(_Strict):
     """How to reach one system."""
 
@@ -119,6 +128,7 @@ class TargetConfig(_Strict):
     health: str = "/health"
     state: Dsn | None = None
     headers: dict[str, str] = {}
+    kafka: KafkaTarget | None = Field(None, description="send commands over Kafka instead of HTTP (reads stay HTTP)")
 
     @field_validator("url")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from adapters.http import HttpStateReader, HttpTarget, client_session
+from adapters.kafka import KafkaTarget
 from adapters.protocols import CommandTarget, PairSink, StateReader
 from adapters.sql import SqlStateReader
 from cutover.routing import primary_target
@@ -189,8 +190,13 @@ async def replay(
     async with client_session(limit) as session:
         targets: dict[Target, tuple[CommandTarget, StateReader | None]] = {}
         for target in Target:
-            http = HttpTarget(target, config.targets[target.value], config.routes, session=session)
-            targets[target] = (http, state_reader(config, target, http))
+            settings = config.targets[target.value]
+            http = HttpTarget(target, settings, config.routes, session=session)
+            sender: CommandTarget = http
+            if settings.kafka is not None:
+                sender = KafkaTarget(target, settings.kafka, timeout=settings.timeout)
+                await sender.start()
+            targets[target] = (sender, state_reader(config, target, http))
         try:
             return await replay_commands(commands, targets, sink, speed=speed, concurrency=limit, on_pair=on_pair,
                                          primary=lambda c: primary_target(config.routing, c),
@@ -198,7 +204,8 @@ async def replay(
                                          equal=lambda c: states_equal(normaliser, c.kind))
         finally:
             sink.close()
-            for _target, reader in targets.values():
+            for sender, reader in targets.values():
+                await sender.close()
                 if reader is not None:
                     await reader.close()
 

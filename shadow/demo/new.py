@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from shadow.config import KafkaTarget
+
 from shadow.demo.roster import (
     DRIVERS,
     HOME_DEPOT,
@@ -216,8 +218,12 @@ class DispatchEngine:
         return self.state(load_id)
 
 
-def new_app() -> web.Application:
-    """The new dispatch engine as an aiohttp application (fresh, empty state)."""
+def new_app(kafka: KafkaTarget | None = None) -> web.Application:
+    """The new dispatch engine as an aiohttp application (fresh, empty state).
+
+    With `kafka`, commands also arrive on its commands topic and answers go to its
+    outcomes topic (shadow.demo.new_kafka); reads stay on HTTP.
+    """
     engine = DispatchEngine()
     # Dispatch token -> (HTTP status, body) of the first successful answer: a retried
     # command gets the original result back instead of being applied twice.
@@ -269,4 +275,8 @@ def new_app() -> web.Application:
     app.router.add_post("/loads/{load_id}/reassign", post_reassign)
     app.router.add_post("/loads/{load_id}/cancel", post_cancel)
     app.router.add_put("/loads/{load_id}/stops/{seq}/eta", put_eta)
+    if kafka is not None:
+        from shadow.demo.new_kafka import attach_kafka
+
+        attach_kafka(app, engine, answered, kafka)
     return app

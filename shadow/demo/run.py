@@ -77,10 +77,11 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -
 
 @contextlib.contextmanager
 def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "new"), *,
-                       ready_within: float = 20.0) -> Iterator[list[str]]:
+                       ready_within: float = 20.0, kafka: str | None = None) -> Iterator[list[str]]:
     """Run reference services (`shadow demo serve legacy|new`) as subprocesses on free ports; yields their URLs.
 
-    Each legacy gets its own fresh SQLite file, so two legacies make an A/A pair.
+    Each legacy gets its own fresh SQLite file, so two legacies make an A/A pair. With
+    `kafka` (brokers HOST:PORT) the new engine takes its commands from Kafka too.
     """
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
@@ -92,6 +93,8 @@ def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "ne
                 database = workdir / ("legacy.sqlite" if number == 0 else f"legacy-{number}.sqlite")
                 database.unlink(missing_ok=True)
                 argv += ["--db", str(database)]
+            elif kafka is not None:
+                argv += ["--kafka", kafka]
             processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + ready_within

@@ -6,6 +6,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from shadow.config import KafkaTarget
 from shadow.demo.legacy import legacy_app
 from shadow.demo.new import new_app
 
@@ -17,12 +18,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8081,
     db_path: str | None = None,
+    kafka: KafkaTarget | None = None,
 ) -> None:
     """Serve the legacy or the new dispatch service; returns after SIGINT/SIGTERM."""
     if which == "legacy":
         app = legacy_app(db_path)
     elif which == "new":
-        app = new_app()
+        app = new_app(kafka)
     else:
         raise ValueError(f"unknown target {which!r}: expected 'legacy' or 'new'")
     print(f"{which} dispatch service listening on http://{host}:{port}", flush=True)
