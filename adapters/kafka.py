@@ -20,7 +20,7 @@ from shadow.config import KafkaTarget as KafkaTargetConfig
 from shadow.errors import TargetError
 from shadow.model import Command, Outcome, Pair, Status, Target, to_json
 
-__all__ = ["KafkaTarget", "KafkaPairs", "ensure_topics", "command_message", "outcome_message", "VERSION"]
+__all__ = ["KafkaTarget", "KafkaPairs", "ensure_topics", "check_brokers", "command_message", "outcome_message", "VERSION"]
 
 VERSION = 1
 
@@ -35,9 +35,26 @@ def outcome_message(token: str, status: int, response: Any) -> bytes:
     return orjson.dumps({"v": VERSION, "token": token, "status": status, "response": response})
 
 
+def check_brokers(bootstrap: str, timeout: float = 3.0) -> None:
+    """A TargetError naming the brokers when none of them accepts a connection (kafka-python would retry on)."""
+    import socket
+
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError):
+            continue
+    raise TargetError(f"Kafka brokers {bootstrap} cannot be reached", hint="check the bootstrap HOST:PORT in the config "
+                                                                           "and that the brokers run")
+
+
 def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
     """Create topics (name → partitions) that do not exist yet."""
     from kafka.admin import KafkaAdminClient, NewTopic
+
+    check_brokers(bootstrap)
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="shadow-admin")

@@ -8,6 +8,7 @@ Verdicts live in rule files; `apply_rules` copies them into the catalogue.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -480,11 +481,18 @@ def open_catalogue(url: str, *, migrate: bool = True) -> Catalogue:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     if migrate:
-        try:
-            upgrade(engine)
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"catalogue store {mask_url(url)} cannot be opened: {exc.orig}",
-                             hint="check that the database is reachable and the path writable") from None
+        for attempt in range(6):
+            try:
+                upgrade(engine)
+                break
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                # Workers started together race to create a new catalogue: the loser finds the
+                # tables made (or the file locked) and tries again, then sees the latest revision.
+                racing = any(word in str(exc.orig).lower() for word in ("already exists", "locked", "duplicate"))
+                if not racing or attempt == 5:
+                    raise StoreError(f"catalogue store {mask_url(url)} cannot be opened: {exc.orig}",
+                                     hint="check that the database is reachable and the path writable") from None
+                time.sleep(0.2 * (attempt + 1))
     return Catalogue(engine)
 
 

@@ -22,6 +22,7 @@ from shadow.secrets import mask_url, register_secret
 __all__ = [
     "Config",
     "Dsn",
+    "KafkaConfig",
     "KafkaTarget",
     "ProxyConfig",
     "Mode",
@@ -247,7 +248,7 @@ class ProxyConfig(_Strict):
     queue: int = Field(1000, ge=1, description="mirrors waiting at most; beyond, a mirror is dropped and counted")
     concurrency: int = Field(64, ge=1, le=4096)
     pairs: Path = Path("proxy-pairs.jsonl")
-    sink: Literal["jsonl", "catalogue"] = "jsonl"
+    sink: Literal["jsonl", "catalogue", "kafka"] = "jsonl"
     # Comparing is the comparator workers' job; inline it costs the proxy ~7 % of its throughput (measured).
     compare: bool = Field(False, description="compare each pair as it is recorded, for the match-rate metric")
     admin_token_env: str = "SHADOW_ADMIN_TOKEN"
@@ -261,6 +262,14 @@ class ProxyConfig(_Strict):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected HOST:PORT such as '127.0.0.1:8080', got {value!r}")
         return value
+
+
+class KafkaConfig(_Strict):
+    """The event bus pairs travel on at scale (proxies and replay publish, comparator workers consume)."""
+
+    bootstrap: str | None = Field(None, description="HOST:PORT[,HOST:PORT…] of the brokers")
+    pairs: str = Field("shadow.pairs", min_length=1, description="topic of the pairs")
+    group: str = Field("shadow-comparators", min_length=1, description="consumer group of the comparator workers")
 
 
 class ReplayConfig(_Strict):
@@ -279,6 +288,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     replay: ReplayConfig = ReplayConfig()
     proxy: ProxyConfig = ProxyConfig()
+    kafka: KafkaConfig = KafkaConfig()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -297,6 +307,8 @@ class Config(_Strict):
             if key in seen:
                 raise ValueError(f"route {key!r} is declared twice (commands {seen[key]!r} and {route.command!r})")
             seen[key] = route.command
+        if self.proxy.sink == "kafka" and not self.kafka.bootstrap:
+            raise ValueError("[proxy] sink = \"kafka\" needs [kafka] bootstrap = \"HOST:PORT\"")
         return self
 
     def route_for(self, command_kind: str) -> Route | None:

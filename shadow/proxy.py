@@ -214,6 +214,11 @@ class Proxy:
 
             catalogue = open_catalogue(self.config.store.url.reveal())
             return CatalogueSink(catalogue, rules_folder=self.config.store.rules, queue=self.config.proxy.queue * 10)
+        if self.config.proxy.sink == "kafka":
+            from adapters.kafka import KafkaPairs
+
+            assert self.config.kafka.bootstrap is not None  # validated with the config
+            return KafkaPairs(self.config.kafka.bootstrap, self.config.kafka.pairs)
         return JsonlPairs(self.config.proxy.pairs, append=True)
 
     async def _drain(self, _app: web.Application) -> None:

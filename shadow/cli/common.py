@@ -114,6 +114,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks and
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_filter()
+    if not debug:
+        # kafka-python logs every reconnect attempt; our own errors say what is wrong, once.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     if version:
         from importlib.metadata import version as dist_version
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, compare_line, handle_errors,
-                               load_cli_config, match_line, out, print_json, progress_bar, replay_line, rules_folder,
-                               store_url)
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, compare_line, err,
+                               handle_errors, load_cli_config, match_line, out, print_json, progress_bar, replay_line,
+                               rules_folder, store_url)
 from shadow.errors import ShadowError
 
 
@@ -21,6 +21,7 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
                speed: str = typer.Option("1", "--speed", help="0.5, 1, 2 … keeps inter-arrival gaps scaled; max = none"),
                output: Optional[Path] = typer.Option(None, "--out", "-o", help="pairs JSONL (default from config)"),
                concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1),
+               to_kafka: bool = typer.Option(False, "--to-kafka", help="publish pairs to the config's kafka.pairs topic"),
                as_json: bool = JsonOption) -> None:
     """Send each command of a trace to both targets and write the pairs."""
     from adapters.jsonl import JsonlPairs, read_commands
@@ -30,17 +31,25 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
     assert cfg is not None
     factor = parse_speed(speed)
     commands = list(read_commands(trace))  # validate the whole trace before sending anything
-    sink = JsonlPairs(output or cfg.replay.pairs)
+    if to_kafka:
+        from adapters.kafka import KafkaPairs
+
+        if not cfg.kafka.bootstrap:
+            raise ShadowError("--to-kafka needs [kafka] bootstrap = \"HOST:PORT\" in the config")
+        sink: Any = KafkaPairs(cfg.kafka.bootstrap, cfg.kafka.pairs)
+    else:
+        sink = JsonlPairs(output or cfg.replay.pairs)
     with progress_bar(quiet=as_json) as progress:
         task = progress.add_task("replaying", total=len(commands))
         stats = asyncio.run(replay(commands, cfg, sink, speed=factor, concurrency=concurrency,
                                    on_pair=lambda _p: progress.advance(task)))
     if as_json:
         print_json({"commands": stats.commands, "pairs": stats.pairs, "seconds": stats.seconds,
-                    "rate": stats.rate, "statuses": stats.statuses, "out": str(sink.path)})
+                    "rate": stats.rate, "statuses": stats.statuses,
+                    "out": cfg.kafka.pairs if to_kafka else str(sink.path)})
         return
     replay_line(stats)
-    out.print(f"pairs written to {sink.path}")
+    out.print(f"pairs published to {cfg.kafka.pairs}" if to_kafka else f"pairs written to {sink.path}")
 
 
 @app.command("compare")
@@ -51,6 +60,10 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
                 recompute: bool = typer.Option(False, "--recompute",
                                                help="re-compare every stored pair with the rules as they are now"),
                 no_noise: bool = typer.Option(False, "--no-noise", help="do not propose noise paths"),
+                from_kafka: Optional[str] = typer.Option(None, "--from-kafka",
+                                                         help="run as a comparator worker on this pairs topic"),
+                group: Optional[str] = typer.Option(None, "--group", help="consumer group (default: the config's kafka.group)"),
+                idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="stop after this many idle seconds"),
                 as_json: bool = JsonOption) -> None:
     """Diff each pair with the rules and store results and quirks (idempotent on the dispatch token)."""
     from adapters.jsonl import JsonlPairs
@@ -58,8 +71,12 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
     from rules.catalogue import open_catalogue
     from shadow.pipeline import CompareRun, compare_into, recompute as recompute_all
 
+    if from_kafka:
+        _comparator_worker(config, store, rules, from_kafka, group, idle_exit, as_json)
+        return
     if not pairs and not recompute:
-        raise ShadowError("nothing to compare", hint="give pairs JSONL file(s), or --recompute for the stored pairs")
+        raise ShadowError("nothing to compare",
+                          hint="give pairs JSONL file(s), --recompute for the stored pairs, or --from-kafka TOPIC")
     folder = rules_folder(config, rules)
     catalogue = open_catalogue(store_url(config, store))
     try:
@@ -85,6 +102,29 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
         return
     compare_line(run)
     match_line(summary)
+
+
+def _comparator_worker(config: Optional[Path], store: Optional[str], rules: Optional[Path], topic: str,
+                       group: Optional[str], idle_exit: Optional[float], as_json: bool) -> None:
+    from rules.catalogue import open_catalogue
+    from shadow.workers import run_comparator_worker
+
+    cfg = load_cli_config(config, required=False)
+    bootstrap = cfg.kafka.bootstrap if cfg is not None else None
+    if not bootstrap:
+        raise ShadowError("--from-kafka needs [kafka] bootstrap = \"HOST:PORT\" in the config")
+    catalogue = open_catalogue(store_url(config, store))
+    err.print(f"comparator worker: {topic} → {catalogue.url}, group {group or cfg.kafka.group}")  # type: ignore[union-attr]
+    try:
+        stats = run_comparator_worker(bootstrap, topic, group or cfg.kafka.group, catalogue,  # type: ignore[union-attr]
+                                      rules_folder=rules_folder(config, rules), idle_exit=idle_exit)
+    finally:
+        catalogue.close()
+    if as_json:
+        print_json(stats.__dict__)
+        return
+    out.print(f"worker stopped: {stats.records:,} records in {stats.batches:,} batches, {stats.stored:,} pairs stored, "
+              f"{stats.retried:,} set aside for retry, {stats.dead:,} dead-lettered")
 
 
 @app.command("baseline")

@@ -1,0 +1,130 @@
+"""Comparator workers: pairs from a Kafka topic into the catalogue, as one consumer group.
+
+N workers share the topic's partitions. Each batch is compared and stored, and
+only then are its offsets committed; the store is an upsert on the dispatch
+token, so a worker killed mid-batch loses nothing (its batch is read again by
+whoever takes the partition over) and counts nothing twice. A record that
+cannot be compared goes to `<topic>.retry` with its attempt count; after five
+attempts it goes to `<topic>.dead`, and never stops the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from adapters.kafka import ensure_topics, read_pair_message
+from rules.catalogue import Catalogue
+from rules.compare import Comparator, PairResult
+from rules.normalise import Normaliser
+from rules.rulefile import load_rules
+
+__all__ = ["WorkerStats", "run_comparator_worker", "MAX_ATTEMPTS", "retry_topic", "dead_topic"]
+
+log = logging.getLogger("shadow.workers")
+MAX_ATTEMPTS = 5
+# Groups join in about 3 s with these (23 s with kafka-python's defaults).
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "max_poll_interval_ms": 10000}
+
+
+def retry_topic(topic: str) -> str:
+    """Where records that failed wait for another attempt."""
+    return f"{topic}.retry"
+
+
+def dead_topic(topic: str) -> str:
+    """Where records go after MAX_ATTEMPTS failed attempts."""
+    return f"{topic}.dead"
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did."""
+
+    records: int = 0
+    stored: int = 0
+    retried: int = 0
+    dead: int = 0
+    batches: int = 0
+
+
+def _attempts(headers: list[tuple[str, bytes]] | None) -> int:
+    for key, value in headers or []:
+        if key == "attempts":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Catalogue, *,
+                          rules_folder: Path | None = None, batch: int = 500, idle_exit: float | None = None,
+                          first_record_within: float = 30.0, max_seconds: float | None = None,
+                          stop: threading.Event | None = None,
+                          on_batch: Callable[[WorkerStats], None] | None = None) -> WorkerStats:
+    """Consume pairs (and retries) as member of `group` until stopped, or `max_seconds`, or — with
+    `idle_exit` — idle that long after a record (a group may take a while to hand out partitions:
+    the first record may take up to `first_record_within` seconds)."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    ensure_topics(bootstrap, {topic: 4, retry_topic(topic): 1, dead_topic(topic): 1})
+    rules = load_rules(rules_folder)
+    comparator = Comparator(Normaliser(rules.steps), keep_pairs=True)
+    consumer = KafkaConsumer(topic, retry_topic(topic), bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch,
+                             **GROUP_TIMEOUTS)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    stats = WorkerStats()
+    started = last_record = time.monotonic()
+    try:
+        while not (stop is not None and stop.is_set()):
+            now = time.monotonic()
+            if max_seconds is not None and now - started >= max_seconds:
+                break
+            if idle_exit is not None:
+                waited = now - last_record
+                if waited >= (idle_exit if stats.records else max(idle_exit, first_record_within)):
+                    break
+            polled = consumer.poll(timeout_ms=500)
+            records = [record for batch_records in polled.values() for record in batch_records]
+            if not records:
+                continue
+            last_record = time.monotonic()
+            results: list[PairResult] = []
+            for record in records:
+                try:
+                    results.append(comparator.compare(read_pair_message(record.value)))
+                except Exception as exc:  # one bad record goes aside; the stream goes on
+                    _set_aside(producer, topic, record, exc, stats)
+            if results:
+                stats.stored += catalogue.store(results).pairs
+                catalogue.apply_rules(rules)
+            producer.flush()     # retries and dead letters are durable …
+            consumer.commit()    # … before the offsets that would skip them
+            stats.records += len(records)
+            stats.batches += 1
+            if on_batch is not None:
+                on_batch(stats)
+    finally:
+        consumer.close()
+        producer.close()
+    return stats
+
+
+def _set_aside(producer: Any, topic: str, record: Any, error: Exception, stats: WorkerStats) -> None:
+    attempts = _attempts(record.headers) + 1
+    headers = [("attempts", str(attempts).encode()), ("error", f"{type(error).__name__}: {error}"[:500].encode()),
+               ("from", f"{record.topic}:{record.partition}:{record.offset}".encode())]
+    if attempts >= MAX_ATTEMPTS:
+        producer.send(dead_topic(topic), key=record.key, value=record.value, headers=headers)
+        stats.dead += 1
+        log.warning("record %s:%d:%d failed %d times; sent to %s: %s", record.topic, record.partition, record.offset,
+                    attempts, dead_topic(topic), error)
+    else:
+        producer.send(retry_topic(topic), key=record.key, value=record.value, headers=headers)
+        stats.retried += 1
