@@ -64,3 +64,32 @@ def test_no_outcome_within_the_timeout_is_a_timeout_outcome(kafka_bootstrap) -> 
         assert outcome.status is Status.TIMEOUT and "nobody.answers" in outcome.error
 
     asyncio.run(scenario())
+
+
+def test_replay_and_the_proxy_publish_pairs_to_kafka(tmp_path, kafka_bootstrap) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from kafka import KafkaConsumer
+
+    from adapters.jsonl import write_commands
+    from adapters.kafka import read_pair_message
+
+    topic = f"pairs-{tmp_path.name[-8:]}"
+    write_commands(tmp_path / "trace.jsonl", generate_trace(60, seed=3))
+    with reference_services(tmp_path) as (legacy, new):
+        ports = [int(u.rsplit(":", 1)[1]) for u in (legacy, new)]
+        (tmp_path / "shadow.toml").write_text(demo_config_text(*ports) +
+                                              f'\n[kafka]\nbootstrap = "{kafka_bootstrap}"\npairs = "{topic}"\n')
+        done = subprocess.run([sys.executable, "-m", "shadow", "replay", str(tmp_path / "trace.jsonl"), "-c",
+                               str(tmp_path / "shadow.toml"), "--speed", "max", "--to-kafka", "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["out"] == topic
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    pairs = [read_pair_message(record.value) for record in consumer]
+    consumer.close()
+    assert len(pairs) == 60 and all(p.legacy.status is Status.OK for p in pairs)
+    assert {record_key for record_key in (p.token for p in pairs)} == {c.token for c in generate_trace(60, seed=3)}
