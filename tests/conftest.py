@@ -79,3 +79,20 @@ def kafka_bootstrap() -> str:
             broker.wait(timeout=10)
         except subprocess.TimeoutExpired:
             broker.kill()
+
+
+@pytest.fixture
+def postgres_catalogue(postgres_url: str) -> Catalogue:
+    """A fresh, empty catalogue in a Postgres database of its own (on the session's server)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"cat_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    opened = open_catalogue(sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+    yield opened
+    opened.close()

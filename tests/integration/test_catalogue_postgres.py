@@ -6,14 +6,11 @@ temporary folder), stopped at the end of the session.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
 
 from reports.summary import summarise
-from rules.catalogue import open_catalogue
 from rules.triage import triage
 from shadow.model import Command, Outcome, Pair, Status, Target
 from shadow.pipeline import compare_into, recompute
@@ -31,16 +28,9 @@ def pairs(n: int) -> list[Pair]:
 
 
 @pytest.fixture
-def catalogue(postgres_url: str):
-    schema_db = f"cat_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {schema_db}"))
-    admin.dispose()
-    url = sa.make_url(postgres_url).set(database=schema_db)
-    opened = open_catalogue(url.render_as_string(hide_password=False))
-    yield opened
-    opened.close()
+def catalogue(postgres_catalogue):
+    """A catalogue on Postgres."""
+    return postgres_catalogue
 
 
 def test_store_twice_counts_once_and_queries_answer(catalogue, tmp_path) -> None:

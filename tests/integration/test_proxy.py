@@ -30,21 +30,10 @@ from shadow.model import Status, Target
 from shadow.pipeline import compare_into
 from shadow.proxy import Proxy
 from shadow.replay import replay
+from tests.integration.servers import serving
 
 pytestmark = pytest.mark.integration
 TOKEN = "admin-secret-token-123"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, port: int | None = None) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    port = port or free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def upstream(name: str, *, delay: float = 0.0, garbage: bool = False) -> web.Application:

@@ -7,6 +7,7 @@ a well-behaved legacy, and a new engine that hangs, answers garbage, or is not t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,7 @@ from shadow.config import parse_config
 from shadow.demo.run import free_port
 from shadow.model import Command, Status
 from shadow.replay import replay
+from tests.integration.servers import serving
 
 pytestmark = pytest.mark.integration
 
@@ -64,23 +66,16 @@ read = "GET /loads/{{load_id}}"
 
 
 async def run_against(new_app: web.Application | None, *, new_timeout: float = 5.0, n: int = 12) -> MemoryPairs:
-    runners = []
-    ports = [free_port(), free_port()]
-    for application, port in ((app(good), ports[0]), (new_app, ports[1])):
-        if application is None:
-            continue  # nothing listens: connection refused
-        runner = web.AppRunner(application)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
     sink = MemoryPairs()
-    try:
-        commands = [Command(kind="assign_load", keys={"load_id": f"L-{i}"}, payload={"zone": "chi"}) for i in range(n)]
+    commands = [Command(kind="assign_load", keys={"load_id": f"L-{i}"}, payload={"zone": "chi"}) for i in range(n)]
+    async with contextlib.AsyncExitStack() as stack:
+        legacy = await stack.enter_async_context(serving(app(good)))
+        # No application: nothing listens on the port, and connections are refused.
+        new = await stack.enter_async_context(serving(new_app)) if new_app is not None else \
+            f"http://127.0.0.1:{free_port()}"
+        ports = [int(url.rsplit(":", 1)[1]) for url in (legacy, new)]
         stats = await replay(commands, config(*ports, new_timeout), sink, concurrency=8)
         assert stats.pairs == n
-    finally:
-        for runner in runners:
-            await runner.cleanup()
     return sink
 
 

@@ -8,7 +8,6 @@ aiohttp dispatch services on free 127.0.0.1 ports in the test's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import uuid
 
@@ -19,23 +18,11 @@ from aiohttp import web
 from adapters.memory import MemoryPairs
 from rules.compare import compare_pair
 from shadow.config import parse_config
-from shadow.demo.run import free_port
 from shadow.model import Command
 from shadow.replay import replay
+from tests.integration.servers import serving
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application):
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def legacy_service(db: str) -> web.Application:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from rules.compare import Comparator, Difference
 from rules.normalise import Normaliser
 from rules.paths import PathGlob
-from rules.rulefile import NormaliseStep, Tolerance, TimestampRule
+from rules.rulefile import NormaliseStep, TimestampRule, Tolerance
 from shadow.model import Command, Outcome, Pair, Status, Target
 
 WHEN = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
