@@ -93,3 +93,33 @@ def test_replay_and_the_proxy_publish_pairs_to_kafka(tmp_path, kafka_bootstrap) 
     consumer.close()
     assert len(pairs) == 60 and all(p.legacy.status is Status.OK for p in pairs)
     assert {record_key for record_key in (p.token for p in pairs)} == {c.token for c in generate_trace(60, seed=3)}
+
+
+def test_the_proxy_publishes_pairs_to_kafka(tmp_path, kafka_bootstrap) -> None:
+    import aiohttp
+    from kafka import KafkaConsumer
+
+    from adapters.kafka import read_pair_message
+    from tests.integration.servers import serving
+    from tests.integration.test_proxy import TOKEN, assign, proxy_config, upstream
+
+    topic = f"proxy-pairs-{tmp_path.name[-8:]}"
+
+    async def scenario() -> None:
+        from shadow.proxy import Proxy
+
+        async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
+            base = proxy_config(legacy, new, tmp_path)
+            config = base.model_copy(update={
+                "proxy": base.proxy.model_copy(update={"sink": "kafka"}),
+                "kafka": base.kafka.model_copy(update={"bootstrap": kafka_bootstrap, "pairs": topic})})
+            async with serving(Proxy(config, admin_token=TOKEN).app()) as url:
+                async with aiohttp.ClientSession() as session:
+                    await asyncio.gather(*(assign(session, url, f"L-{i}") for i in range(25)))
+
+    asyncio.run(scenario())
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    pairs = [read_pair_message(record.value) for record in consumer]
+    consumer.close()
+    assert sorted(p.command.keys["load_id"] for p in pairs) == sorted(f"L-{i}" for i in range(25))
