@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from adapters.jsonl import JsonlPairs, read_commands
 from reports.summary import Summary, summarise
@@ -31,7 +31,8 @@ from shadow.model import Pair
 from shadow.pipeline import CompareRun, compare_into
 from shadow.replay import ReplayStats, replay
 
-__all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "reference_services", "free_port"]
+__all__ = ["DemoResult", "run_demo", "demo_config_text", "reference_pair", "reference_services", "free_port",
+           "stop_processes"]
 
 DEFAULT_PORTS = {"legacy": 8081, "new": 8082}
 
@@ -102,14 +103,19 @@ def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "ne
             _wait_healthy(url, process, deadline)
         yield urls
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
+
+
+def stop_processes(processes: list[subprocess.Popen[Any]], *, within: float = 10.0) -> None:
+    """SIGTERM each process, wait for all, SIGKILL what is still running after `within` seconds."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextlib.contextmanager

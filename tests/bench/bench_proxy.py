@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from shadow.demo.run import free_port
+from shadow.demo.run import free_port, stop_processes
 
 UPSTREAM = """
 import sys
@@ -260,13 +260,7 @@ def main(seconds: float = 3.0) -> None:
             else:
                 print("  nginx not available: install it (apt-get install nginx-light) for the side-by-side figures")
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs)
 
 
 if __name__ == "__main__":
