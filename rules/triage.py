@@ -18,6 +18,7 @@ from rules.compare import Comparator
 from rules.normalise import Normaliser
 from rules.paths import PathGlob
 from rules.rulefile import RuleSet, Verdict, load_rules, now_utc, parse_rule_file
+from shadow import audit
 from shadow.errors import ShadowError
 
 __all__ = ["triage", "RulesTest", "test_rule_file"]
@@ -63,6 +64,8 @@ def triage(catalogue: Catalogue, rules_folder: Path, quirk_id: str, verdict: Ver
     rules_folder.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     catalogue.apply_rules(load_rules(rules_folder))
+    audit.append(catalogue.engine, actor=owner, action="verdict", subject=f"quirk:{quirk.id}",
+                 detail={"from": quirk.verdict, "to": verdict, "note": note, "ticket": ticket, "rule_file": path.name})
     return path
 
 

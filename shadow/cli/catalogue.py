@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, handle_errors, out, print_json,
-                               quirk_table, quirks_app, render_sides, render_when, rules_app, rules_folder, store_url)
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, audit_app, handle_errors, out,
+                               print_json, quirk_table, quirks_app, render_sides, render_when, rules_app, rules_folder,
+                               store_url)
 from shadow.errors import ShadowError
 
 
@@ -57,13 +59,16 @@ def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique pre
     """One quirk: what it is, where and how often, and side-by-side example values."""
     from rules.catalogue import open_catalogue
 
+    from shadow import audit
+
     catalogue = open_catalogue(store_url(config, store))
     try:
         quirk = catalogue.quirk(quirk_id, examples=examples)
+        history = audit.entries(catalogue.engine, subject=f"quirk:{quirk.id}")
     finally:
         catalogue.close()
     if as_json:
-        print_json(quirk.to_dict())
+        print_json({**quirk.to_dict(), "history": [e.to_dict() for e in history]})
         return
     out.print(f"[bold]quirk {quirk.id}[/]  verdict [bold]{quirk.verdict}[/]"
               + (f" ({quirk.verdict_source})" if quirk.verdict_source else ""))
@@ -76,6 +81,10 @@ def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique pre
     for label, value in (("owner", quirk.owner), ("note", quirk.note), ("ticket", quirk.ticket)):
         if value:
             out.print(f"  {label:<11} {value}", markup=False)
+    for entry in history:
+        out.print(f"  history     {render_when(entry.at)} {entry.actor}: {entry.detail.get('from')} → "
+                  f"{entry.detail.get('to')}" + (f" ({entry.detail['note']})" if entry.detail.get("note") else ""),
+                  markup=False)
     table = Table(title="examples", show_lines=True)
     table.add_column("dispatch token", overflow="fold")
     table.add_column("command", overflow="fold")
@@ -162,3 +171,51 @@ def rules_test(rule_file: Path = typer.Argument(..., help="a new or changed rule
         out.print(f"  quirk {quirk_id}: verdict would be {verdict}")
     for quirk_id, count in report.appeared.items():
         out.print(f"  [yellow]new quirk {quirk_id}: {count:,} difference(s)[/]")
+
+
+@audit_app.command("list")
+@handle_errors
+def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
+               subject: Optional[str] = typer.Option(None, "--subject", help="e.g. quirk:2946f7e84c51"),
+               limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOption) -> None:
+    """The audit log, oldest first."""
+    from rules.catalogue import open_catalogue
+    from shadow import audit
+
+    catalogue = open_catalogue(store_url(config, store))
+    try:
+        found = audit.entries(catalogue.engine, subject=subject, limit=limit)
+    finally:
+        catalogue.close()
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    table = Table(title=f"audit log ({len(found)} entries)")
+    for column in ("seq", "when", "who", "what", "subject", "detail"):
+        table.add_column(column, overflow="fold")
+    for e in found:
+        table.add_row(str(e.seq), render_when(e.at), e.actor, e.action, e.subject,
+                      json.dumps(e.detail, ensure_ascii=False))
+    out.print(table)
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
+                 as_json: bool = JsonOption) -> None:
+    """Check the hash chain: exit 1 naming the first entry that was edited or follows a deleted one."""
+    from rules.catalogue import open_catalogue
+    from shadow import audit
+
+    catalogue = open_catalogue(store_url(config, store))
+    try:
+        intact, broken_at, checked = audit.verify(catalogue.engine)
+    finally:
+        catalogue.close()
+    if as_json:
+        print_json({"intact": intact, "broken_at": broken_at, "checked": checked})
+    if not intact:
+        raise ShadowError(f"the audit log was altered: entry {broken_at} does not hold ({checked} checked)",
+                          hint="restore the catalogue from a backup; `shadow audit list` shows the entries")
+    if not as_json:
+        out.print(f"audit log intact: {checked} entries")

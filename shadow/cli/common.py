@@ -37,6 +37,8 @@ app = typer.Typer(
 demo_app = typer.Typer(help="The reference dispatch pair: serve it, write traces, run the whole demo.",
                        no_args_is_help=True)
 quirks_app = typer.Typer(help="The quirk catalogue: list, show and triage quirks.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log: who decided what, when; verify that nobody edited it.",
+                        no_args_is_help=True)
 rules_app = typer.Typer(help="Rule files: check them, test a change against the stored pairs.", no_args_is_help=True)
 config_app = typer.Typer(help="Validate and show shadow.toml (secrets masked).", no_args_is_help=True)
 

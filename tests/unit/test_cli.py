@@ -138,3 +138,25 @@ def test_list_filters_and_bad_filters(tmp_path: Path) -> None:
     bad.write_text("[[normalise]]\npath = 'a'\n")
     refused = runner.invoke(app, ["rules", "test", str(bad), "--store", store])
     assert refused.exit_code == 2 and "says nothing to do" in refused.output
+
+
+def test_audit_list_and_verify(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    store, rules = f"sqlite:///{tmp_path / 'c.db'}", str(tmp_path / "rules")
+    runner.invoke(app, ["compare", str(pairs), "--store", store, "--rules", rules])
+    quirk = json.loads(runner.invoke(app, ["quirks", "list", "--store", store, "--json"]).stdout)[0]["id"]
+    runner.invoke(app, ["quirks", "triage", quirk, "--verdict", "retire", "--owner", "dana", "--store", store,
+                        "--rules", rules])
+    listed = json.loads(runner.invoke(app, ["audit", "list", "--store", store, "--json"]).stdout)
+    assert [(e["actor"], e["action"], e["subject"]) for e in listed] == [("dana", "verdict", f"quirk:{quirk}")]
+    shown = json.loads(runner.invoke(app, ["quirks", "show", quirk, "--store", store, "--json"]).stdout)
+    assert shown["history"][0]["detail"]["to"] == "retire"
+    assert runner.invoke(app, ["audit", "verify", "--store", store]).exit_code == 0
+    engine = sa.create_engine(store)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_log SET actor = 'mallory'"))
+    engine.dispose()
+    tampered = runner.invoke(app, ["audit", "verify", "--store", store])
+    assert tampered.exit_code == 1 and "entry 1 does not hold" in tampered.output
