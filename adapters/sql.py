@@ -76,7 +76,7 @@ def _coerce(value: Any, kind: str) -> Any:
             except ArithmeticError:
                 return value
             return jsonable(number)
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        return value
     if kind == "boolean":
         if isinstance(value, (int, bool)) and value in (0, 1):
             return bool(value)
