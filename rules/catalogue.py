@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rules.compare import PairResult
-from rules.paths import PathGlob, field_of
+from rules.paths import PathGlob
 from rules.rulefile import RuleSet
-from rules.schema import differences, fingerprints, pair_results, pairs, quirk_zones, quirks
+from rules.rollups import Contribution, json_text, move_rollups
+from rules.schema import differences, fingerprints, pair_keys, pair_results, pairs, quirk_zones, quirks
 from rules.transitions import DESCRIPTIONS
 from shadow.errors import StoreError
 from shadow.model import Pair, from_json
@@ -33,6 +34,10 @@ __all__ = ["Catalogue", "Quirk", "Example", "IngestStats", "open_catalogue", "VE
 
 VERDICTS = ("open", "reproduce", "retire", "noise")
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# What a stored pair contributed to the roll-ups, in Contribution's argument order (after the token).
+_PAIR_COLUMNS = (pair_results.c.token, pair_results.c.received_at, pair_results.c.command, pair_results.c.zone,
+                 pair_results.c.matched, pair_results.c.legacy_status, pair_results.c.new_status,
+                 pair_results.c.legacy_latency_ms, pair_results.c.new_latency_ms)
 _SORTS = {"count": (quirks.c.differences.desc(),), "first_seen": (quirks.c.first_seen,),
           "last_seen": (quirks.c.last_seen.desc(),)}
 
@@ -123,57 +128,8 @@ def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
 def _unjson(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
-
-
-class _Rollup:
-    """Signed changes to one roll-up table's counters, keyed by its primary key."""
-
-    def __init__(self, table: sa.Table, keys: tuple[str, ...]) -> None:
-        self.table, self.keys = table, keys
-        self.differences: Counter[tuple[Any, ...]] = Counter()
-        self.pairs: Counter[tuple[Any, ...]] = Counter()
-        self.fresh: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def add(self, key: tuple[Any, ...], differences: int, pairs: int, row: dict[str, Any] | None = None,
-            when: datetime | None = None) -> None:
-        self.differences[key] += differences
-        self.pairs[key] += pairs
-        if row is None:
-            return
-        seen = self.fresh.get(key)
-        if seen is None:
-            self.fresh[key] = {**row, **({"first_seen": when, "last_seen": when} if when else {})}
-        elif when is not None:
-            seen["first_seen"] = min(seen["first_seen"], when)
-            seen["last_seen"] = max(seen["last_seen"], when)
-
-    def flush(self, conn: Connection, insert: Any) -> None:
-        table = self.table
-        if self.fresh:
-            stmt = insert(table)
-            ex = stmt.excluded
-            update = {"differences": table.c.differences + ex.differences, "pairs": table.c.pairs + ex.pairs}
-            if "first_seen" in table.c:
-                update["first_seen"] = sa.case((ex.first_seen < table.c.first_seen, ex.first_seen),
-                                               else_=table.c.first_seen)
-                update["last_seen"] = sa.case((ex.last_seen > table.c.last_seen, ex.last_seen),
-                                              else_=table.c.last_seen)
-            rows = [{**row, "differences": self.differences.pop(key), "pairs": self.pairs.pop(key)}
-                    for key, row in self.fresh.items()]
-            conn.execute(stmt.on_conflict_do_update(index_elements=list(self.keys), set_=update), rows)
-        # What is left only lost occurrences: its rows exist already.
-        gone = [{**{f"k_{k}": v for k, v in zip(self.keys, key, strict=True)}, "d": self.differences[key],
-                 "p": self.pairs[key]} for key in self.differences if self.differences[key] or self.pairs[key]]
-        if gone:
-            where = sa.and_(*(table.c[k] == sa.bindparam(f"k_{k}") for k in self.keys))
-            conn.execute(table.update().where(where).values(
-                differences=table.c.differences + sa.bindparam("d"), pairs=table.c.pairs + sa.bindparam("p")), gone)
 
 
 class Catalogue:
@@ -201,28 +157,34 @@ class Catalogue:
     def _store_batch(self, batch: list[PairResult], stats: IngestStats) -> None:
         tokens = [r.token for r in batch]
         with self.engine.begin() as conn:
-            old = conn.execute(
-                sa.select(differences.c.token, differences.c.fingerprint, differences.c.quirk, pair_results.c.zone)
-                .join(pair_results, pair_results.c.token == differences.c.token)
-                .where(differences.c.token.in_(tokens))
-            ).all()
-            stats.replaced += conn.execute(
-                sa.select(sa.func.count()).select_from(pair_results).where(pair_results.c.token.in_(tokens))
-            ).scalar_one()
-            if old:
+            before = conn.execute(sa.select(*_PAIR_COLUMNS).where(pair_results.c.token.in_(tokens))).all()
+            old: list[Contribution] = []
+            if before:
+                occurrences: dict[str, list[tuple[str, str]]] = {}
+                for token, fingerprint, quirk in conn.execute(
+                        sa.select(differences.c.token, differences.c.fingerprint, differences.c.quirk)
+                        .where(differences.c.token.in_(tokens))):
+                    occurrences.setdefault(token, []).append((fingerprint, quirk))
+                old = [Contribution(*row[1:], occurrences.get(row[0], ())) for row in before]
                 conn.execute(differences.delete().where(differences.c.token.in_(tokens)))
+                conn.execute(pair_keys.delete().where(pair_keys.c.token.in_(tokens)))
+            stats.replaced += len(before)
             conn.execute(self._upsert(pair_results, "token"), [self._pair_row(r) for r in batch])
             kept = [{"token": r.token, "body": r.stored_pair} for r in batch if r.stored_pair is not None]
             if kept:
                 conn.execute(self._upsert(pairs, "token"), kept)
+            keys = [{"token": r.token, "name": name[:128], "value": str(value)[:256]}
+                    for r in batch for name, value in r.keys.items()]
+            if keys:
+                conn.execute(pair_keys.insert(), keys)
             rows = [
                 {"token": r.token, "fingerprint": d.fingerprint, "quirk": d.quirk, "path": d.path,
-                 "legacy_value": _json(d.legacy), "new_value": _json(d.new)}
+                 "legacy_value": json_text(d.legacy), "new_value": json_text(d.new)}
                 for r in batch for d in r.differences
             ]
             if rows:
                 conn.execute(differences.insert(), rows)
-            self._move_rollups(conn, batch, old)
+            move_rollups(conn, self._insert, [(r, _naive_utc(r.received_at)) for r in batch], old)
         stats.pairs += len(batch)
         stats.matched += sum(1 for r in batch if r.matched)
         stats.differences += sum(len(r.differences) for r in batch)
@@ -253,40 +215,6 @@ class Catalogue:
             "legacy_latency_ms": r.legacy_latency_ms, "new_latency_ms": r.new_latency_ms,
             "primary_target": r.primary,
         }
-
-    def _move_rollups(self, conn: Connection, batch: list[PairResult], old: list[Any]) -> None:
-        by_fingerprint = _Rollup(fingerprints, ("fingerprint",))
-        by_quirk = _Rollup(quirks, ("id",))
-        by_zone = _Rollup(quirk_zones, ("quirk", "zone"))
-        for _token, fingerprint, quirk, zone in old:
-            by_fingerprint.add((fingerprint,), -1, 0)
-            by_quirk.add((quirk,), -1, 0)
-            by_zone.add((quirk, zone or ""), -1, 0)
-        # A pair counts once per fingerprint, quirk and zone, however many occurrences it had.
-        for _token, fingerprint in {(t, f) for t, f, _, _ in old}:
-            by_fingerprint.add((fingerprint,), 0, -1)
-        for _token, quirk, zone in {(t, q, z) for t, _, q, z in old}:
-            by_quirk.add((quirk,), 0, -1)
-            by_zone.add((quirk, zone or ""), 0, -1)
-        for r in batch:
-            when = _naive_utc(r.received_at)
-            zone = r.zone or ""
-            seen_fingerprints: set[str] = set()
-            seen_quirks: set[str] = set()
-            for d in r.differences:
-                new_fp, new_quirk = d.fingerprint not in seen_fingerprints, d.quirk not in seen_quirks
-                seen_fingerprints.add(d.fingerprint)
-                seen_quirks.add(d.quirk)
-                by_fingerprint.add((d.fingerprint,), 1, int(new_fp), {
-                    "fingerprint": d.fingerprint, "quirk": d.quirk, "command": r.command, "pattern": d.pattern,
-                    "change": d.change, "transition": d.transition}, when)
-                by_quirk.add((d.quirk,), 1, int(new_quirk), {
-                    "id": d.quirk, "field": field_of(d.pattern), "change": d.change, "transition": d.transition,
-                    "example_token": r.token, "example_command": r.command, "example_path": d.path,
-                    "example_legacy": _json(d.legacy), "example_new": _json(d.new), "verdict": "open"}, when)
-                by_zone.add((d.quirk, zone), 1, int(new_quirk), {"quirk": d.quirk, "zone": zone})
-        for rollup in (by_fingerprint, by_quirk, by_zone):
-            rollup.flush(conn, self._insert)
 
     def apply_rules(self, rules: RuleSet) -> dict[str, int]:
         """Copy verdicts from rule files into the catalogue; declared noise paths make their quirks noise.
@@ -333,8 +261,10 @@ class Catalogue:
 
     @staticmethod
     def _filtered(query: Any, verdict: str | None, command: str | None, zone: str | None,
-                  entity: str | None) -> Any:
+                  entity: str | None, ids: list[str] | None = None) -> Any:
         query = query.where(quirks.c.differences > 0)
+        if ids is not None:
+            query = query.where(quirks.c.id.in_(ids))
         if verdict:
             query = query.where(quirks.c.verdict == verdict)
         if command:
@@ -358,9 +288,9 @@ class Catalogue:
 
     def quirks(self, *, verdict: str | None = None, command: str | None = None, zone: str | None = None,
                entity: str | None = None, limit: int | None = None, offset: int = 0,
-               sort: str = "count") -> list[Quirk]:
+               sort: str = "count", ids: list[str] | None = None) -> list[Quirk]:
         """Quirks with at least one difference (most frequent first), with their commands and zones."""
-        query = self._filtered(sa.select(quirks), verdict, command, zone, entity)
+        query = self._filtered(sa.select(quirks), verdict, command, zone, entity, ids)
         query = query.order_by(*_SORTS.get(sort, _SORTS["count"]), quirks.c.id).offset(offset)
         if limit:
             query = query.limit(limit)

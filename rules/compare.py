@@ -60,6 +60,7 @@ class PairResult(msgspec.Struct, kw_only=True):
     differences: list[Difference] = []
     compared_at: datetime = msgspec.field(default_factory=lambda: datetime.now(timezone.utc))
     stored_pair: bytes | None = None  # the pair as the catalogue keeps it: redacted, compressed
+    keys: dict[str, str] = {}         # every natural key of the command, for the entity audit
 
 
 def outcome_document(outcome: Outcome) -> dict[str, Any]:
@@ -157,6 +158,7 @@ class Comparator:
             primary=pair.primary.value,
             differences=differences,
             stored_pair=stored,
+            keys=command.keys,
         )
 
 

@@ -105,3 +105,70 @@ quirk_zones = sa.Table(
     sa.Column("pairs", sa.Integer, nullable=False),
     sa.Index("ix_quirk_zones_zone", "zone"),
 )
+
+# -- roll-ups by hour (Alembic 0003): reports read these instead of scanning pair_results ---------
+# DESIGN.md "Budgets": pandas read_sql + groupby of 10 M pairs took 45 s and 6 GB; these rows are
+# moved as pairs are stored, so a report sums thousands of rows, not millions.
+
+# Per hour, command kind and zone ('' when none): pairs, matches, errors on each side.
+pair_hours = sa.Table(
+    "pair_hours",
+    metadata,
+    sa.Column("hour", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("command", sa.String(128), primary_key=True),
+    sa.Column("zone", sa.String(64), primary_key=True),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Column("matched", sa.Integer, nullable=False),
+    sa.Column("differences", sa.Integer, nullable=False),
+    sa.Column("legacy_errors", sa.Integer, nullable=False),
+    sa.Column("new_errors", sa.Integer, nullable=False),
+)
+
+# Latency histograms per hour, command kind, zone and target: log-spaced bins (rules.rollups.latency_bin).
+latency_hours = sa.Table(
+    "latency_hours",
+    metadata,
+    sa.Column("hour", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("command", sa.String(128), primary_key=True),
+    sa.Column("zone", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(16), primary_key=True),
+    sa.Column("bin", sa.Integer, primary_key=True),
+    sa.Column("pairs", sa.Integer, nullable=False),
+)
+
+# Per quirk, hour, command kind and zone: occurrences over time, for windows, trends and sparklines.
+quirk_hours = sa.Table(
+    "quirk_hours",
+    metadata,
+    sa.Column("quirk", sa.String(32), primary_key=True),
+    sa.Column("hour", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("command", sa.String(128), primary_key=True),
+    sa.Column("zone", sa.String(64), primary_key=True),
+    sa.Column("differences", sa.Integer, nullable=False),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Index("ix_quirk_hours_hour", "hour"),
+)
+
+# Every natural key of every pair: the entity audit (`shadow pairs show --key load_id=L-123`).
+pair_keys = sa.Table(
+    "pair_keys",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Index("ix_pair_keys_name_value", "name", "value"),
+)
+
+# One small row per `shadow report` run: the trend across runs.
+report_snapshots = sa.Table(
+    "report_snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("taken_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("scope", sa.String(256), nullable=False),   # the filters, e.g. "zone=chi command=*"
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Column("matched", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),          # JSON: verdict counts, per-command rates, quirk ids
+    sa.Index("ix_report_snapshots_scope", "scope", "taken_at"),
+)
