@@ -10,6 +10,7 @@ import pytest
 
 from tests.unit.test_audit import *  # noqa: F401,F403  (collected again here, with the fixture below)
 from tests.unit.test_catalogue import *  # noqa: F401,F403
+from tests.unit.test_report import *  # noqa: F401,F403
 from tests.unit.test_triage import *  # noqa: F401,F403
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from reports.query import Scope, build_report, parse_when
 from reports.snapshots import record
 from reports.tables import COLUMNS, export, frames
 from reports.terminal import render_terminal
-from rules.catalogue import Catalogue, open_catalogue
+from rules.catalogue import Catalogue
 from rules.schema import metadata, report_snapshots
 from rules.triage import triage
 from shadow.cli import app
@@ -61,11 +61,14 @@ def known_pairs() -> list[Pair]:
 
 
 @pytest.fixture()
-def known(tmp_path: Path) -> Catalogue:
-    catalogue = open_catalogue(f"sqlite:///{tmp_path / 'known.db'}")
+def known(catalogue: Catalogue) -> Catalogue:
+    """The catalogue fixture (SQLite here, Postgres in the integration suite) holding `known_pairs`."""
     compare_into(known_pairs(), catalogue)
-    yield catalogue
-    catalogue.close()
+    return catalogue
+
+
+def store_of(catalogue: Catalogue) -> str:
+    return catalogue.engine.url.render_as_string(hide_password=False)
 
 
 def quirk_of(report, field: str):
@@ -120,7 +123,7 @@ def test_a_report_never_writes_to_the_catalogue_but_its_snapshot(known: Catalogu
                     for t in metadata.sorted_tables if t is not report_snapshots}
 
     before = dump()
-    result = runner.invoke(app, ["report", "--store", str(known.engine.url), "-f", "json", "-o", str(tmp_path / "x")])
+    result = runner.invoke(app, ["report", "--store", store_of(known), "-f", "json", "-o", str(tmp_path / "x")])
     assert result.exit_code == 0, result.output
     assert dump() == before
     with known.engine.connect() as conn:
@@ -157,7 +160,7 @@ def test_tables_in_every_format_hold_the_scoped_rows(known: Catalogue, tmp_path:
 
 
 def test_frames_are_dataframes_for_notebooks(known: Catalogue) -> None:
-    found = frames(str(known.engine.url), Scope(command="cancel_load"))
+    found = frames(store_of(known), Scope(command="cancel_load"))
     assert len(found["pair_results"]) == 40 and len(found["differences"]) == 4 + 2  # the timeout: status and http_status
     assert str(found["pair_results"]["received_at"].dtype).startswith("datetime64")
 
@@ -189,7 +192,7 @@ def test_junit_gate_passes_once_quirks_are_decided(known: Catalogue, tmp_path: P
     for line in report.quirks:  # all but the timeout's quirks (status, http_status)
         verdict = "noise" if line.quirk.field.startswith("@") else "retire"
         triage(known, tmp_path / "rules", line.quirk.id, verdict, owner="po")
-    store = str(known.engine.url)
+    store = store_of(known)
     passing = runner.invoke(app, ["report", "--store", store, "--junit", str(tmp_path / "ok.xml"),
                                   "--min-match-rate", "99", "--fail-on", "open,reproduce", "--no-snapshot"])
     assert passing.exit_code == 0, passing.output
@@ -210,7 +213,7 @@ def test_the_gate_never_passes_on_no_data(known: Catalogue) -> None:
 
 
 def test_bad_gate_and_time_options_are_refused_with_a_hint(known: Catalogue) -> None:
-    store = str(known.engine.url)
+    store = store_of(known)
     for args, words in ((["--fail-on", "opn"], "not a verdict"), (["--min-match-rate", "120"], "percentage"),
                         (["--since", "last tuesday"], "not a time"), (["-f", "xml"], "not one of"),
                         (["-f", "html"], "needs --output")):
@@ -238,7 +241,7 @@ def test_entity_audit_lists_every_command_on_the_load_in_order(known: Catalogue)
 
 
 def test_pairs_show_cli_json_and_errors(known: Catalogue) -> None:
-    store = str(known.engine.url)
+    store = store_of(known)
     shown = runner.invoke(app, ["pairs", "show", "--store", store, "--key", "load_id=L-X", "--json"])
     assert shown.exit_code == 0
     data = json.loads(shown.stdout)
