@@ -24,7 +24,7 @@ from rules.transitions import classify, value_type
 from shadow.model import Outcome, Pair, to_json
 
 __all__ = ["Comparator", "Difference", "PairResult", "compare_pair", "outcome_document", "canonical_bytes",
-           "fingerprint_id", "quirk_id", "wildcard"]
+           "fingerprint_id", "quirk_field", "quirk_id", "wildcard"]
 
 _INDEX = re.compile(r"\[\d+\]")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -95,6 +95,19 @@ def quirk_id(field: str, change: str, transition: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+RECONCILE = "reconcile:"
+
+
+def quirk_field(command: str, pattern: str) -> str:
+    """The field a quirk groups by: the path's field, qualified by the table for `reconcile:<table>` commands.
+
+    Traffic differences on `status` are one quirk whichever command showed them; a
+    table reconciliation's differences on `loads.status` are another, of that table.
+    """
+    field = field_of(pattern)
+    return f"{command[len(RECONCILE):]}.{field}" if command.startswith(RECONCILE) else field
+
+
 class Comparator:
     """Normalise both outcomes with the compiled rules, then compare; fast when they agree."""
 
@@ -139,10 +152,10 @@ class Comparator:
                 differences = [] if self._equal(legacy_doc, new_doc) else diff_documents(legacy_doc, new_doc)
             for d in differences:
                 d.fingerprint = fingerprint_id(command.kind, d.pattern, d.change, d.transition)
-                key = (d.pattern, d.change, d.transition)
+                key = (command.kind if command.kind.startswith(RECONCILE) else "", d.pattern, d.change, d.transition)
                 quirk = self._quirk_of.get(key)
                 if quirk is None:
-                    quirk = self._quirk_of[key] = quirk_id(field_of(d.pattern), d.change, d.transition)
+                    quirk = self._quirk_of[key] = quirk_id(quirk_field(command.kind, d.pattern), d.change, d.transition)
                 d.quirk = quirk
         return PairResult(
             token=pair.token,

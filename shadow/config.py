@@ -20,6 +20,7 @@ from shadow.errors import ConfigError
 from shadow.secrets import mask_url, register_secret
 
 __all__ = [
+    "ColumnMapping",
     "Config",
     "Dsn",
     "KafkaConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "Route",
     "RouteState",
     "SqlSource",
+    "TableConfig",
     "TargetConfig",
     "path_params",
     "load_config",
@@ -167,17 +169,68 @@ class SqlSource(_Strict):
         return self
 
 
-class RouteState(_Strict):
+class ColumnMapping(_Strict):
+    """How legacy rows map into the canonical (new) form: one mapping for state read-back and reconciliation."""
+
+    rename: dict[str, str] = Field({}, description="legacy column → canonical (new) name")
+    values: dict[str, dict[str, Any]] = Field({}, description="canonical column → {legacy value: canonical value}")
+    coerce: dict[str, Coercion] = Field({}, description="canonical column → type, on both sides")
+
+
+class RouteState(ColumnMapping):
     """State read back from each side's database, mapped into one canonical form."""
 
     legacy: SqlSource | None = None
     new: SqlSource | None = None
-    rename: dict[str, str] = Field({}, description="legacy column → canonical (new) name")
-    values: dict[str, dict[str, Any]] = Field({}, description="canonical column → {legacy value: canonical value}")
-    coerce: dict[str, Coercion] = Field({}, description="canonical column → type, on both sides")
     settle: float = Field(2.0, ge=0, description="seconds the new side may take to show the command's effect")
     quiet: float = Field(0.25, gt=0, description="unchanged this long, the new side is taken as settled")
     interval: float = Field(0.05, gt=0, description="seconds between reads while settling")
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#@]*(\.[A-Za-z_][A-Za-z0-9_$#@]*)?$")
+
+
+class TableConfig(ColumnMapping):
+    """A table compared row by row between the two state databases (`shadow reconcile`)."""
+
+    legacy: str = Field(description="the table in the legacy state database, optionally schema-qualified: dbo.Loads")
+    new: str = Field(description="the table in the new state database, optionally schema-qualified: public.loads")
+    key: list[str] = Field(min_length=1, description="canonical key column(s) that identify a row on both sides")
+    columns: list[str] = Field([], description="canonical columns to compare (default: every column both sides have)")
+    exclude: list[str] = Field([], description="canonical columns never compared (e.g. each side's own timestamps)")
+    where: str | None = Field(None, description="SQL condition applied on both sides (--where overrides it)")
+    legacy_where: str | None = Field(None, description="SQL condition for the legacy side only, in its column names")
+    new_where: str | None = Field(None, description="SQL condition for the new side only")
+    method: Literal["auto", "checksum", "stream"] = Field(
+        "auto", description="checksum: in-database checksums of key ranges, bisected where they differ (same "
+                            "database kind on both sides, one integer key); stream: sorted batches merged by key; "
+                            "auto: checksum where it applies, else stream")
+    batch: int = Field(100_000, ge=100, le=5_000_000, description="rows per batch read from each side")
+
+    @field_validator("legacy", "new")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"expected a table name such as 'loads' or 'dbo.Loads', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_compare_raw(self) -> "TableConfig":
+        for name in self.key:
+            if name in self.values or name in self.coerce:
+                raise ValueError(f"key column {name!r} may not have values = or coerce = (keys are matched as stored)")
+            if name in self.exclude:
+                raise ValueError(f"key column {name!r} cannot be excluded")
+        if len(set(self.key)) != len(self.key):
+            raise ValueError(f"key lists a column twice: {self.key}")
+        return self
+
+    def legacy_name(self, canonical: str) -> str:
+        """The legacy column holding a canonical column (the reverse of rename)."""
+        for legacy, name in self.rename.items():
+            if name == canonical:
+                return legacy
+        return canonical
 
 
 class Route(_Strict):
@@ -289,6 +342,7 @@ class Config(_Strict):
     replay: ReplayConfig = ReplayConfig()
     proxy: ProxyConfig = ProxyConfig()
     kafka: KafkaConfig = KafkaConfig()
+    tables: dict[str, TableConfig] = Field({}, description="tables `shadow reconcile` compares, by name")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -307,6 +361,13 @@ class Config(_Strict):
             if key in seen:
                 raise ValueError(f"route {key!r} is declared twice (commands {seen[key]!r} and {route.command!r})")
             seen[key] = route.command
+        for name in self.tables:
+            if not re.match(r"^[A-Za-z0-9_\-]+$", name):
+                raise ValueError(f"[tables.{name}]: a table's name may hold letters, digits, '_' and '-' only")
+            for side in ("legacy", "new"):
+                if self.targets[side].state is None:  # type: ignore[index]
+                    raise ValueError(f"[tables.{name}] is reconciled from the state databases, but [targets.{side}] "
+                                     f"has no state = \"<SQLAlchemy URL>\"")
         if self.proxy.sink == "kafka" and not self.kafka.bootstrap:
             raise ValueError("[proxy] sink = \"kafka\" needs [kafka] bootstrap = \"HOST:PORT\"")
         return self

@@ -4,7 +4,7 @@ Every command parses its arguments, calls one importable function, and renders
 the result — a rich table for people, `--json` for scripts.
 """
 
-from shadow.cli import catalogue, config, demo, report, traffic  # noqa: F401  (each registers its commands)
+from shadow.cli import catalogue, config, demo, reconcile, report, traffic  # noqa: F401  (each registers its commands)
 from shadow.cli.common import app, audit_app, config_app, demo_app, pairs_app, quirks_app, rules_app
 
 app.add_typer(demo_app, name="demo")
