@@ -20,8 +20,8 @@ from rules.rollups import TARGETS, bin_bounds
 from rules.schema import differences, latency_hours, pair_hours, pair_results, quirk_hours, quirks
 from shadow.errors import InputError
 
-__all__ = ["Scope", "MatchRate", "Latency", "QuirkLine", "TimePoint", "Report", "build_report", "parse_when",
-           "RECONCILE_PREFIX"]
+__all__ = ["Scope", "MatchRate", "Latency", "QuirkLine", "TimePoint", "Report", "build_report", "parse_when", "latency",
+           "error_counts", "RECONCILE_PREFIX"]
 
 # Reconciliation files its rows as pairs of kind `reconcile:<table>`: their quirks are listed like any
 # other, but they are table rows, not traffic, so match rates and latencies leave them out.
@@ -273,7 +273,8 @@ def _rates(conn: sa.Connection, scope: Scope, column: sa.ColumnElement[Any]) -> 
     return [MatchRate(str(name) if name != "" else "(none)", int(n), int(m)) for name, n, m in conn.execute(query)]
 
 
-def _latency(conn: sa.Connection, scope: Scope) -> dict[str, Latency]:
+def latency(conn: sa.Connection, scope: Scope) -> dict[str, Latency]:
+    """Each target's latency histogram and percentiles in a scope."""
     t = latency_hours
     bins: dict[str, list[tuple[float, float, int]]] = {target: [] for target in TARGETS}
     for target, index, n in conn.execute(
@@ -286,6 +287,13 @@ def _latency(conn: sa.Connection, scope: Scope) -> dict[str, Latency]:
         out[target] = Latency(target, total, _percentile(histogram, total, 0.50), _percentile(histogram, total, 0.95),
                               _percentile(histogram, total, 0.99), histogram)
     return out
+
+
+def error_counts(conn: sa.Connection, scope: Scope) -> tuple[int, int]:
+    """Pairs in a scope whose legacy, and whose new, outcome was an error or a timeout."""
+    row = conn.execute(sa.select(sa.func.sum(pair_hours.c.legacy_errors), sa.func.sum(pair_hours.c.new_errors))
+                       .where(*scope.where(pair_hours))).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 def _timeline(conn: sa.Connection, scope: Scope) -> tuple[list[TimePoint], str]:
@@ -354,9 +362,8 @@ def build_report(catalogue: Catalogue, scope: Scope | None = None, *, examples: 
         unexplained = _unexplained(conn, scope)
         accepted = MatchRate("accepted", pairs, pairs - sum(unexplained.values()))
         accepted_by_command = [MatchRate(m.name, m.pairs, m.pairs - unexplained.get(m.name, 0)) for m in by_command]
-        errors = conn.execute(sa.select(sa.func.sum(pair_hours.c.legacy_errors), sa.func.sum(pair_hours.c.new_errors))
-                              .where(*scope.where(pair_hours))).one()
-        latency = _latency(conn, scope)
+        errors = error_counts(conn, scope)
+        latencies = latency(conn, scope)
         timeline, bucket = _timeline(conn, scope)
         counts, differences_by_command, timelines = _quirk_counts(conn, scope)
     counts.sort(key=lambda c: (-c[1], c[0]))
@@ -382,7 +389,7 @@ def build_report(catalogue: Catalogue, scope: Scope | None = None, *, examples: 
         last_pair=timeline[-1].start if timeline else None,
         overall=overall, accepted=accepted, by_command=by_command, accepted_by_command=accepted_by_command,
         by_zone=by_zone,
-        errors={"legacy": int(errors[0] or 0), "new": int(errors[1] or 0)}, latency=latency,
+        errors={"legacy": int(errors[0] or 0), "new": int(errors[1] or 0)}, latency=latencies,
         timeline=timeline, bucket=bucket, differences_by_command=differences_by_command, verdicts=verdicts,
         quirks=lines, previous=previous, trend=trend,
     )

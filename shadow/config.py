@@ -22,6 +22,8 @@ from shadow.secrets import mask_url, register_secret
 __all__ = [
     "ColumnMapping",
     "Config",
+    "CutoverConfig",
+    "GateConfig",
     "Dsn",
     "KafkaConfig",
     "KafkaTarget",
@@ -285,6 +287,29 @@ class RoutingConfig(_Strict):
     zones: dict[str, Mode] = {}
 
 
+class GateConfig(_Strict):
+    """Readiness gates a zone must pass before a flip (`shadow cutover check`); missing data always fails."""
+
+    match_rate: float = Field(99.5, ge=0, le=100, description="minimum accepted match rate (percent) per command kind")
+    last_pairs: int = Field(10_000, ge=1, description="the match rate is taken over this many latest pairs per "
+                                                      "command kind and zone")
+    min_pairs: int = Field(1_000, ge=1, description="fewer pairs than this per command kind and zone: not enough data")
+    window_hours: float = Field(24.0, gt=0, description="hours looked back for open quirks, errors and latency")
+    max_error_rate: float = Field(0.5, ge=0, le=100, description="maximum error/timeout rate (percent) of the shadow")
+    latency_factor: float = Field(1.5, gt=0, description="the shadow's p95 latency may be at most this times the "
+                                                          "primary's")
+    stale_after_hours: float = Field(2.0, gt=0, description="a zone whose newest pair is older than this has stale "
+                                                            "data: its match-rate gates fail")
+
+
+class CutoverConfig(_Strict):
+    """How cutover decides and guards: gate thresholds, and the availability budget of a flip."""
+
+    gates: GateConfig = Field(GateConfig(), description="readiness gates evaluated by `shadow cutover check`")
+    availability_budget_s: float = Field(30.0, gt=0, le=30.0, description="hard cap on unavailability during and after "
+                                                                          "a flip (seconds); the guard rolls back first")
+
+
 class StoreConfig(_Strict):
     """Where the catalogue lives, and where rule files are kept."""
 
@@ -343,6 +368,7 @@ class Config(_Strict):
     proxy: ProxyConfig = ProxyConfig()
     kafka: KafkaConfig = KafkaConfig()
     tables: dict[str, TableConfig] = Field({}, description="tables `shadow reconcile` compares, by name")
+    cutover: CutoverConfig = Field(CutoverConfig(), description="gate thresholds and the availability budget")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
