@@ -40,9 +40,9 @@ class GateResult:
                 "threshold": self.threshold, "detail": self.detail}
 
 
-def shadow_side(config: Config, zone: str) -> str:
+def shadow_side(config: Config, zone: str, command: str | None = None) -> str:
     """The target whose outcomes are only compared in this zone: `new`, or `legacy` once in reverse."""
-    return "legacy" if mode_for(config.routing, zone) in ("reverse", "new") else "new"
+    return "legacy" if mode_for(config.routing, zone, command) in ("reverse", "new") else "new"
 
 
 def _commands(conn: sa.Connection, config: Config, zone: str, command: str | None) -> list[str]:
@@ -74,7 +74,7 @@ def evaluate_gates(catalogue: Catalogue, config: Config, zone: str, *, command: 
     now = now or datetime.now(timezone.utc)
     since = now - timedelta(hours=limits.window_hours)
     stale_before = now - timedelta(hours=limits.stale_after_hours)
-    shadow = shadow_side(config, zone)
+    shadow = shadow_side(config, zone, command)
     primary = "new" if shadow == "legacy" else "legacy"
     out: list[GateResult] = []
     with catalogue.engine.connect() as conn:

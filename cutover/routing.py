@@ -10,22 +10,42 @@ from dataclasses import dataclass
 from shadow.config import Config, Mode, Route, RoutingConfig
 from shadow.model import Command, Target
 
-__all__ = ["mode_for", "primary_target", "mirrors", "RouteTable", "CompiledRoute"]
+__all__ = ["mode_for", "primary_of", "primary_target", "mirrors", "RouteTable", "CompiledRoute"]
 
 
-def mode_for(routing: RoutingConfig, zone: str | None) -> Mode:
-    """The mode a zone runs in: its own entry, else the table's default (zones match case-insensitively)."""
+def _zone_mode(zones: dict[str, Mode], zone: str | None) -> Mode | None:
     if zone:
         wanted = zone.casefold()
-        for name, mode in routing.zones.items():
+        for name, mode in zones.items():
             if name.casefold() == wanted:
                 return mode
+    return None
+
+
+def mode_for(routing: RoutingConfig, zone: str | None, command: str | None = None) -> Mode:
+    """The mode of a zone (and command kind): the command kind's zone entry, else the zone's entry, else the
+    command kind's default, else the table's default. Zones match case-insensitively."""
+    own = routing.commands.get(command) if command else None
+    if own is not None:
+        found = _zone_mode(own.zones, zone)
+        if found is not None:
+            return found
+    found = _zone_mode(routing.zones, zone)
+    if found is not None:
+        return found
+    if own is not None and own.default is not None:
+        return own.default
     return routing.default
+
+
+def primary_of(mode: Mode) -> Target:
+    """The target that answers the caller in a mode."""
+    return Target.NEW if mode in ("reverse", "new") else Target.LEGACY
 
 
 def primary_target(routing: RoutingConfig, command: Command) -> Target:
     """The target whose answer goes back to the caller for this command."""
-    return Target.NEW if mode_for(routing, command.zone) in ("reverse", "new") else Target.LEGACY
+    return primary_of(mode_for(routing, command.zone, command.kind))
 
 
 def mirrors(mode: Mode) -> bool:
@@ -46,8 +66,9 @@ class CompiledRoute:
 class RouteTable:
     """Which requests are commands, and the mode per zone: what a proxy runs, under a version.
 
-    The version is a number that only grows within a process plus a hash of the
-    content, so two proxies running the same table report the same hash.
+    The version is `[routing] version` (raised by `shadow cutover execute` on every
+    flip) plus a hash of the content, so two proxies running the same table report
+    the same version, and a hand edit that forgot the number still shows a new hash.
     """
 
     routes: tuple[CompiledRoute, ...]
@@ -61,7 +82,7 @@ class RouteTable:
         return f"{self.number}-{self.digest}"
 
     @classmethod
-    def from_config(cls, config: Config, number: int = 1) -> "RouteTable":
+    def from_config(cls, config: Config, number: int | None = None) -> "RouteTable":
         """Compile a config's routes and routing."""
         compiled = []
         for route in config.routes:
@@ -70,7 +91,8 @@ class RouteTable:
             compiled.append(CompiledRoute(route, route.method, re.compile(f"^{regex}$")))
         content = json.dumps({"routes": [r.model_dump(mode="json") for r in config.routes],
                               "routing": config.routing.model_dump(mode="json")}, sort_keys=True)
-        return cls(tuple(compiled), config.routing, number, hashlib.sha256(content.encode()).hexdigest()[:8])
+        digest = hashlib.sha256(content.encode()).hexdigest()[:8]
+        return cls(tuple(compiled), config.routing, config.routing.version if number is None else number, digest)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route a request is, with its path parameters (None: not a command)."""
@@ -81,6 +103,6 @@ class RouteTable:
                     return compiled.route, found.groupdict()
         return None
 
-    def mode(self, zone: str | None) -> Mode:
-        """The mode a zone runs in."""
-        return mode_for(self.routing, zone)
+    def mode(self, zone: str | None, command: str | None = None) -> Mode:
+        """The mode a zone (and command kind) runs in."""
+        return mode_for(self.routing, zone, command)

@@ -21,6 +21,7 @@ from shadow.secrets import mask_url, register_secret
 
 __all__ = [
     "ColumnMapping",
+    "CommandRouting",
     "Config",
     "CutoverConfig",
     "GateConfig",
@@ -280,11 +281,26 @@ class Route(_Strict):
         return _split_endpoint(self.read)[1] if self.read else None
 
 
-class RoutingConfig(_Strict):
-    """The cutover state: which target is primary, per zone."""
+class CommandRouting(_Strict):
+    """One command kind's own modes, where they differ from the zone-wide ones."""
 
-    default: Mode = "shadow"
-    zones: dict[str, Mode] = {}
+    default: Mode | None = Field(None, description="this command kind's mode in zones not listed (else [routing] "
+                                                   "zones / default)")
+    zones: dict[str, Mode] = Field({}, description="zone → mode for this command kind")
+
+
+class RoutingConfig(_Strict):
+    """The cutover state: the mode per zone (and per command kind); flipping these lines is the cutover.
+
+    Modes: legacy (no shadow), shadow (legacy primary, new mirrored), reverse (new primary,
+    legacy mirrored and still compared), new (no shadow).
+    """
+
+    version: int = Field(0, ge=0, description="route-table version number: `shadow cutover execute` raises it on "
+                                              "every flip (proxies report number-hash)")
+    default: Mode = Field("shadow", description="mode of every zone and command kind not listed")
+    zones: dict[str, Mode] = Field({}, description="zone → mode, for every command kind")
+    commands: dict[str, CommandRouting] = Field({}, description="command kind → its own modes, overriding zones")
 
 
 class GateConfig(_Strict):

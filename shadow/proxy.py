@@ -29,7 +29,7 @@ from adapters.http import TOKEN_HEADER, decode_body, fill_path
 from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
-from cutover.routing import RouteTable, mirrors
+from cutover.routing import RouteTable, mirrors, primary_of
 from rules.compare import Comparator
 from rules.normalise import Normaliser
 from rules.rulefile import load_rules
@@ -262,14 +262,13 @@ class Proxy:
         headers = forwardable(request.headers)
         if matched is None:
             self.metrics.unmatched.inc()
-            primary = Target.NEW if table.mode(None) in ("reverse", "new") else Target.LEGACY
-            response, _ = await self._forward(primary, request.method, request.path_qs, headers, body)
+            response, _ = await self._forward(primary_of(table.mode(None)), request.method, request.path_qs, headers, body)
             return response
         route, params = matched
         command, error = self._command(route, params, body, request.headers)
         headers[TOKEN_HEADER] = command.token or ""
-        mode = table.mode(command.zone)
-        primary = Target.NEW if mode in ("reverse", "new") else Target.LEGACY
+        mode = table.mode(command.zone, route.command)
+        primary = primary_of(mode)
         self.metrics.commands.inc()
         mirror = None
         if mirrors(mode):
@@ -485,7 +484,7 @@ class Proxy:
         if self.config.source is None:
             raise ShadowError("this proxy was started without a config file to reload")
         config = load_config(self.config.source)
-        table = RouteTable.from_config(config, self.table.number + 1)
+        table = RouteTable.from_config(config)
         if table.digest == self.table.digest:
             return False
         self.config = self.config.model_copy(update={"routes": config.routes, "routing": config.routing})

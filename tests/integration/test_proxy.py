@@ -203,13 +203,13 @@ def test_admin_endpoints_need_the_token_and_reload_applies_a_new_route_table(tmp
                         first = (await resp.json())["route_table"]
                     # A flip by config change: the file watcher applies it without dropping requests.
                     source = tmp_path / "shadow.toml"
-                    source.write_text(source.read_text() + '\n[routing]\ndefault = "reverse"\n')
+                    source.write_text(source.read_text() + '\n[routing]\nversion = 2\ndefault = "reverse"\n')
                     sends = [assign(session, url, f"L-{i}") for i in range(100)]
                     answers = await asyncio.gather(*sends, _until_version_changes(session, url, first))
                     assert {status for status, _, _ in answers[:-1]} == {200}
                     async with session.get(f"{url}/-/health") as resp:
                         second = (await resp.json())["route_table"]
-                    assert second != first and second.startswith("2-")
+                    assert first.startswith("0-") and second.startswith("2-")  # [routing] version, then the hash
                     status, body, _ = await assign(session, url, "L-after")
                     assert json.loads(body)["served_by"] == "new"  # reverse: the new engine answers
                     async with session.post(f"{url}/-/admin/reload", headers=auth) as resp:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutover.routing import mirrors, mode_for, primary_target
-from shadow.config import RoutingConfig
+from cutover.routing import RouteTable, mirrors, mode_for, primary_target
+from shadow.config import CommandRouting, RoutingConfig
 from shadow.model import Command, Target
 
 
@@ -25,3 +25,25 @@ def test_reverse_and_new_make_the_new_engine_primary() -> None:
 
 def test_only_shadow_and_reverse_mirror() -> None:
     assert [m for m in ("legacy", "shadow", "reverse", "new") if mirrors(m)] == ["shadow", "reverse"]
+
+
+def test_a_command_kind_can_run_its_own_mode_per_zone() -> None:
+    routing = RoutingConfig(default="shadow", zones={"chi": "reverse"},
+                            commands={"assign_load": CommandRouting(zones={"chi": "new", "nyc": "legacy"}),
+                                      "cancel_load": CommandRouting(default="legacy")})
+    assert mode_for(routing, "chi", "assign_load") == "new"        # its own zone entry
+    assert mode_for(routing, "nyc", "assign_load") == "legacy"
+    assert mode_for(routing, "den", "assign_load") == "shadow"     # nothing of its own: the table's default
+    assert mode_for(routing, "chi", "cancel_load") == "reverse"    # the zone's entry beats its default
+    assert mode_for(routing, "den", "cancel_load") == "legacy"     # its default beats the table's
+    assert mode_for(routing, "chi") == "reverse" and mode_for(routing, "chi", "other") == "reverse"
+    assert primary_target(routing, Command(kind="assign_load", zone="CHI")) is Target.NEW
+
+
+def test_the_route_table_version_is_the_configured_number_and_a_content_hash(demo_config) -> None:
+    first = RouteTable.from_config(demo_config)
+    same = RouteTable.from_config(demo_config.model_copy())
+    flipped = demo_config.model_copy(update={"routing": RoutingConfig(version=4, zones={"chi": "reverse"})})
+    assert first.version == same.version and first.version.startswith("0-")
+    assert RouteTable.from_config(flipped).version.startswith("4-")
+    assert RouteTable.from_config(flipped).digest != first.digest
