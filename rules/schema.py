@@ -26,6 +26,7 @@ pair_results = sa.Table(
     sa.Index("ix_pair_results_received_at", "received_at"),
     sa.Index("ix_pair_results_command_zone", "command", "zone"),
     sa.Index("ix_pair_results_entity", "entity"),
+    sa.Index("ix_pair_results_zone_command_received", "zone", "command", "received_at"),  # Alembic 0004: gates
 )
 
 # The pair itself (redacted, zlib-compressed JSON), so rules can be re-applied later.
@@ -171,4 +172,47 @@ report_snapshots = sa.Table(
     sa.Column("accepted", sa.Integer, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),          # JSON: verdict counts, per-command rates, quirk ids
     sa.Index("ix_report_snapshots_scope", "scope", "taken_at"),
+)
+
+# -- cutover (Alembic 0004) ----------------------------------------------------------------------
+
+# Every proxy registers and heartbeats here, so a flip knows whom to wait for.
+proxies = sa.Table(
+    "proxies",
+    metadata,
+    sa.Column("instance", sa.String(128), primary_key=True),
+    sa.Column("address", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),     # the route-table version it runs
+    sa.Column("started_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=False)),
+    sa.Column("guard", sa.Text),                             # JSON: the guard's state per zone
+)
+
+# Plans made by `shadow cutover plan`, executed (or refused) by `shadow cutover execute`.
+cutover_plans = sa.Table(
+    "cutover_plans",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("command", sa.String(128)),
+    sa.Column("from_mode", sa.String(16), nullable=False),
+    sa.Column("to_mode", sa.String(16), nullable=False),
+    sa.Column("config_path", sa.Text, nullable=False),
+    sa.Column("config_sha", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),            # JSON: the diff, the gates, what the guard watches
+    sa.Column("status", sa.String(16), nullable=False),      # planned | executed | refused | reverted
+    sa.Column("updated_at", sa.DateTime(timezone=False), nullable=False),
+)
+
+# A canary plan's progress (`shadow cutover run`), so a restarted controller resumes where it stopped.
+canary_progress = sa.Table(
+    "canary_progress",
+    metadata,
+    sa.Column("plan", sa.String(64), primary_key=True),      # hash of the plan file's content
+    sa.Column("step", sa.Integer, nullable=False),           # the next step to run
+    sa.Column("state", sa.Text, nullable=False),             # JSON: status, current zone, step started, history
+    sa.Column("updated_at", sa.DateTime(timezone=False), nullable=False),
 )

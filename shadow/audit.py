@@ -34,6 +34,7 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),      # JSON
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_subject", "subject"),
 )
 
 

@@ -348,6 +348,8 @@ class ProxyConfig(_Strict):
     admin_token_env: str = "SHADOW_ADMIN_TOKEN"
     drain_seconds: float = Field(5.0, ge=0)
     reload_seconds: float = Field(0.5, gt=0, description="how often the config file is checked for a new route table")
+    registry: bool = Field(True, description="register and heartbeat in the store, so `shadow cutover execute` "
+                                             "waits for this proxy to run a new route table")
 
     @field_validator("listen")
     @classmethod

@@ -30,6 +30,7 @@ from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
 from cutover.routing import RouteTable, mirrors, primary_of
+from shadow.presence import Presence
 from rules.compare import Comparator
 from rules.normalise import Normaliser
 from rules.rulefile import load_rules
@@ -149,8 +150,9 @@ class Proxy:
     """One proxy process: an aiohttp application with its mirror workers and route table."""
 
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
-                 sink: PairSink | None = None) -> None:
+                 sink: PairSink | None = None, address: str | None = None) -> None:
         self.config = config
+        self.address = address or config.proxy.listen
         self.table = RouteTable.from_config(config)
         self.metrics = ProxyMetrics()
         self.metrics.table_version.set(self.table.number)
@@ -168,6 +170,7 @@ class Proxy:
         self._matched = self._compared = 0
         self._last: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._config_stamp = self._stamp()
+        self.presence: Presence | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -206,6 +209,10 @@ class Proxy:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
+        if proxy.registry:
+            self.presence = Presence(self.config.store.url.reveal(), self.address, lambda: self.table.version,
+                                     lambda: {}, self._pushed)
+            await self.presence.start()
 
     def _sql_reader(self, target: Target) -> SqlStateReader | None:
         url = self.config.targets[target.value].state
@@ -237,6 +244,8 @@ class Proxy:
             self.metrics.dropped.labels("shutdown").inc(self._queue.qsize())
 
     async def _close(self, _app: web.Application) -> None:
+        if self.presence is not None:
+            await self.presence.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -456,6 +465,7 @@ class Proxy:
         return web.json_response({
             "route_table": self.table.version, "routes": len(self.table.routes), "queue": self._queue.qsize(),
             "mirror": self.config.proxy.mirror, "compared": self._compared, "matched": self._matched,
+            "instance": self.presence.instance if self.presence else None,
         })
 
     async def _reload(self, request: web.Request) -> web.Response:
@@ -492,6 +502,15 @@ class Proxy:
         self.metrics.table_version.set(table.number)
         log.warning("route table %s in force", table.version)
         return True
+
+    def _pushed(self, version: str) -> None:
+        """A flip was pushed (Postgres NOTIFY): apply it now rather than at the next look at the file."""
+        if version == self.table.version:
+            return
+        try:
+            self.reload()
+        except ShadowError as exc:
+            log.error("pushed route table %s not applied, %s stays: %s", version, self.table.version, exc)
 
     async def _watch(self) -> None:
         while True:
