@@ -259,7 +259,7 @@ def _ordered(side: Side, key: str) -> Any:
     if side.key_kind(key) == "str":
         # Text keys sort by code point on both sides, whatever the database's default collation.
         if side.dialect == "postgresql":
-            return column.collate('"C"')
+            return column.collate("C")
         if side.dialect == "mssql":
             return column.collate("Latin1_General_BIN2")
     return column
@@ -295,8 +295,11 @@ def row_text(side: Side, columns: list[str]) -> Any:
     for name in columns:
         column = sa.column(name)
         if side.dialect == "mssql":
-            text = sa.cast(column, sa.types.NVARCHAR())
-            cell = sa.func.coalesce(sa.func.concat(sa.func.len(text + "."), ":", text), "-")
+            from sqlalchemy.dialects.mssql import NVARCHAR
+
+            text = sa.cast(column, NVARCHAR("max"))  # CAST(… AS NVARCHAR) alone would cut at 30 characters
+            # LEN ignores trailing spaces: measure the text with a '.' after it.
+            cell = sa.case((column.is_(None), "-"), else_=sa.func.concat(sa.func.len(text + "."), ":", text))
         else:
             text = sa.cast(column, sa.Text())
             cell = sa.func.coalesce(sa.func.length(text).op("||")(":").op("||")(text), "-")
