@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench lint clean system-deps install
+.PHONY: demo test test-unit test-integration test-browser bench lint clean system-deps install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Debian packages the SQL Server path needs (FreeTDS ODBC driver); installed when missing.
+# Debian packages the tests need, installed when missing: the FreeTDS ODBC driver (the SQL Server path) and
+# Chromium (tests/browser drive /usr/bin/chromium through Playwright; `playwright install` is never run).
 system-deps:
-	@if ! dpkg -s tdsodbc unixodbc >/dev/null 2>&1; then \
-		echo "installing tdsodbc unixodbc (FreeTDS ODBC driver for SQL Server)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tdsodbc unixodbc >/dev/null) \
-		|| echo "warning: could not install tdsodbc/unixodbc; SQL Server live tests will be skipped"; \
+	@missing=""; \
+	dpkg -s tdsodbc unixodbc >/dev/null 2>&1 || missing=" tdsodbc unixodbc"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (SQL Server ODBC driver, browser for the report tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		|| echo "warning: could not install$$missing; the SQL Server live tests or the browser tests will be skipped"; \
 	fi
 
 # Runs the main job end to end on embedded defaults: reference dispatch pair,
@@ -38,6 +42,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests/integration
+
+test-browser: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
 # Benchmarks, not tests: they print figures side by side with the named peer, measured in one run.
 bench: $(STAMP)
