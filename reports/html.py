@@ -233,7 +233,7 @@ def _window(report: Report) -> dict[str, Any]:
 def _context(report: Report) -> dict[str, Any]:
     """Everything the template shows, derived from the one Report."""
     buckets = _buckets(report)
-    accepted_by_command = {m.name: m for m in getattr(report, "accepted_by_command", None) or []}
+    accepted_by_command = {m.name: m for m in report.accepted_by_command}
     trend = [charts.TrendPoint(s.taken_at, s.rate, s.accepted_rate, s.verdicts) for s in report.trend]
     trend.append(charts.TrendPoint(report.generated_at, report.overall.rate, report.accepted.rate, report.verdicts,
                                    current=True))
