@@ -85,8 +85,10 @@ def evaluate_gates(catalogue: Catalogue, config: Config, zone: str, *, command: 
         for kind in commands:
             pairs, accepted, newest = _last_pairs(conn, zone, kind, limits.last_pairs)
             fresh = newest is not None and newest >= stale_before
-            age = "no pairs" if newest is None else f"newest {(now - newest).total_seconds() / 3600:,.1f} h old"
-            out.append(GateResult("fresh data", kind, fresh, age, f"<= {limits.stale_after_hours:g} h old"))
+            # The figure is the newest pair's time, not its age: it moves only when pairs arrive, so a plan's
+            # figures stay comparable until then.
+            newest_text = "no pairs" if newest is None else f"newest pair {newest:%Y-%m-%d %H:%M:%S} UTC"
+            out.append(GateResult("fresh data", kind, fresh, newest_text, f"within {limits.stale_after_hours:g} h"))
             out.append(GateResult("sample size", kind, pairs >= limits.min_pairs, f"{pairs:,} pairs",
                                   f">= {limits.min_pairs:,} (of the last {limits.last_pairs:,})"))
             rate = accepted / pairs if pairs else None

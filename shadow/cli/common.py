@@ -40,7 +40,7 @@ quirks_app = typer.Typer(help="The quirk catalogue: list, show and triage quirks
 audit_app = typer.Typer(help="The audit log: who decided what, when; verify that nobody edited it.",
                         no_args_is_help=True)
 rules_app = typer.Typer(help="Rule files: check them, test a change against the stored pairs.", no_args_is_help=True)
-cutover_app = typer.Typer(help="Cut over zone by zone: the readiness gates a zone must pass first.",
+cutover_app = typer.Typer(help="Cut over zone by zone: check the gates, plan a flip, execute it, roll it back, see the status.",
                           no_args_is_help=True)
 pairs_app = typer.Typer(help="Stored pairs: the entity audit (every command that touched a load, in order).",
                         no_args_is_help=True)

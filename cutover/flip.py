@@ -1,0 +1,83 @@
+"""A flip as a change to `shadow.toml`: the few `[routing]` lines that change, comments and layout kept (tomlkit)."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+
+import tomlkit
+from tomlkit.items import Table
+
+from cutover.routing import mode_for
+from shadow.config import Mode, parse_config
+from shadow.errors import ConfigError
+
+__all__ = ["Flip", "flip_text", "text_sha", "MODES"]
+
+MODES: tuple[Mode, ...] = ("legacy", "shadow", "reverse", "new")
+
+
+def text_sha(text: str) -> str:
+    """The identity of a config file's content."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Flip:
+    """One zone (and optionally one command kind) moved from one mode to another."""
+
+    zone: str
+    command: str | None
+    from_mode: Mode
+    to_mode: Mode
+    old_text: str
+    new_text: str
+    version: int  # the [routing] version the new text carries
+
+    @property
+    def diff(self) -> str:
+        """The change as a unified diff of shadow.toml."""
+        return "".join(difflib.unified_diff(self.old_text.splitlines(keepends=True),
+                                            self.new_text.splitlines(keepends=True), "shadow.toml", "shadow.toml"))
+
+
+def _table(parent: Table | tomlkit.TOMLDocument, key: str, *, inline: bool) -> Table:
+    if key not in parent:
+        parent[key] = tomlkit.inline_table() if inline else tomlkit.table()
+    return parent[key]  # type: ignore[return-value]
+
+
+def flip_text(text: str, zone: str, to: Mode, *, command: str | None = None, source: str = "shadow.toml") -> Flip:
+    """The config text with the zone's mode set (and `[routing] version` raised by one)."""
+    if to not in MODES:
+        raise ConfigError(f"mode {to!r} is not one of {', '.join(MODES)}")
+    config = parse_config(text, source=source)
+    from_mode = mode_for(config.routing, zone, command)
+    doc = tomlkit.parse(text)
+    routing = _table(doc, "routing", inline=False)
+    version = int(routing.get("version", 0)) + 1
+    if command is None:
+        zones = _table(routing, "zones", inline=True)
+    else:
+        commands = _table(routing, "commands", inline=False)
+        fresh = command not in commands
+        own = _table(commands, command, inline=False)
+        zones = _table(own, "zones", inline=True)
+        if fresh:
+            own.add(tomlkit.nl())  # a blank line before whatever table follows
+    existing = next((name for name in zones if str(name).casefold() == zone.casefold()), None)
+    zones[existing or zone] = to
+    if "version" in routing:
+        routing["version"] = version
+    else:
+        # Keep the version at the top of [routing], where a reviewer reads it first.
+        items = list(routing.items())
+        for key in list(routing.keys()):
+            del routing[key]
+        routing["version"] = version
+        for key, value in items:
+            routing[key] = value
+    new_text = tomlkit.dumps(doc)
+    parse_config(new_text, source=source)  # the flipped file must still validate
+    return Flip(zone, command, from_mode, to, text, new_text, version)
