@@ -24,7 +24,8 @@ from rules.compare import PairResult
 from rules.paths import PathGlob
 from rules.rulefile import RuleSet
 from rules.rollups import Contribution, json_text, move_rollups
-from rules.schema import differences, fingerprints, pair_keys, pair_results, pairs, quirk_zones, quirks
+from rules.schema import (differences, fingerprints, pair_hours, pair_keys, pair_results, pairs, quirk_hours, quirk_zones,
+                          quirks)
 from rules.transitions import DESCRIPTIONS
 from shadow.errors import StoreError
 from shadow.model import Pair, from_json
@@ -39,7 +40,7 @@ _PAIR_COLUMNS = (pair_results.c.token, pair_results.c.received_at, pair_results.
                  pair_results.c.matched, pair_results.c.legacy_status, pair_results.c.new_status,
                  pair_results.c.legacy_latency_ms, pair_results.c.new_latency_ms)
 _SORTS = {"count": (quirks.c.differences.desc(),), "first_seen": (quirks.c.first_seen,),
-          "last_seen": (quirks.c.last_seen.desc(),)}
+          "last_seen": (quirks.c.last_seen.desc(),), "newest": (quirks.c.first_seen.desc(),)}
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,23 @@ def _naive_utc(value: datetime) -> datetime:
 
 def _unjson(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def _like(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _matches_word(word: str) -> sa.ColumnElement[bool]:
+    """One word of a free-text search: somewhere in a quirk's text columns, paths or plain words."""
+    pattern = _like(word)
+    columns = (quirks.c.id, quirks.c.field, quirks.c.transition, quirks.c.owner, quirks.c.note, quirks.c.ticket)
+    found = [sa.func.lower(column).like(pattern, escape="\\") for column in columns]
+    found.append(quirks.c.id.in_(sa.select(fingerprints.c.quirk).where(
+        sa.func.lower(fingerprints.c.pattern).like(pattern, escape="\\"))))
+    described = [name for name, words in DESCRIPTIONS.items() if word in words.lower()]
+    if described:
+        found.append(quirks.c.transition.in_(described))
+    return sa.or_(*found)
 
 
 class Catalogue:
@@ -261,12 +279,15 @@ class Catalogue:
 
     @staticmethod
     def _filtered(query: Any, verdict: str | None, command: str | None, zone: str | None,
-                  entity: str | None, ids: list[str] | None = None) -> Any:
+                  entity: str | None, ids: list[str] | None = None, owner: str | None = None,
+                  text: str | None = None) -> Any:
         query = query.where(quirks.c.differences > 0)
         if ids is not None:
             query = query.where(quirks.c.id.in_(ids))
         if verdict:
             query = query.where(quirks.c.verdict == verdict)
+        if owner:
+            query = query.where(quirks.c.owner == owner)
         if command:
             query = query.where(quirks.c.id.in_(
                 sa.select(fingerprints.c.quirk).where(fingerprints.c.command == command, fingerprints.c.differences > 0)))
@@ -277,20 +298,28 @@ class Catalogue:
             query = query.where(quirks.c.id.in_(
                 sa.select(differences.c.quirk).where(differences.c.token.in_(
                     sa.select(pair_results.c.token).where(pair_results.c.entity == entity)))))
+        for word in (text or "").lower().split()[:8]:
+            query = query.where(_matches_word(word))
         return query
 
     def count_quirks(self, *, verdict: str | None = None, command: str | None = None, zone: str | None = None,
-                     entity: str | None = None) -> int:
+                     entity: str | None = None, owner: str | None = None, text: str | None = None) -> int:
         """How many quirks `quirks()` would list without a limit."""
-        query = self._filtered(sa.select(sa.func.count()).select_from(quirks), verdict, command, zone, entity)
+        query = self._filtered(sa.select(sa.func.count()).select_from(quirks), verdict, command, zone, entity,
+                               owner=owner, text=text)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
     def quirks(self, *, verdict: str | None = None, command: str | None = None, zone: str | None = None,
                entity: str | None = None, limit: int | None = None, offset: int = 0,
-               sort: str = "count", ids: list[str] | None = None) -> list[Quirk]:
-        """Quirks with at least one difference (most frequent first), with their commands and zones."""
-        query = self._filtered(sa.select(quirks), verdict, command, zone, entity, ids)
+               sort: str = "count", ids: list[str] | None = None, owner: str | None = None,
+               text: str | None = None) -> list[Quirk]:
+        """Quirks with at least one difference (most frequent first), with their commands and zones.
+
+        `owner` is who decided the verdict; `text` holds words that must each appear in the quirk's id, field,
+        paths, transition class or its plain words, owner, note or ticket (case-insensitive).
+        """
+        query = self._filtered(sa.select(quirks), verdict, command, zone, entity, ids, owner=owner, text=text)
         query = query.order_by(*_SORTS.get(sort, _SORTS["count"]), quirks.c.id).offset(offset)
         if limit:
             query = query.limit(limit)
@@ -366,6 +395,51 @@ class Catalogue:
         """Quirk id → how many stored differences it holds."""
         with self.engine.connect() as conn:
             return dict(conn.execute(sa.select(quirks.c.id, quirks.c.differences).where(quirks.c.differences > 0)).all())
+
+    def facets(self) -> dict[str, list[str]]:
+        """What the quirks can be filtered by: command kinds, zones and owners that have differences."""
+        with self.engine.connect() as conn:
+            commands = conn.execute(sa.select(fingerprints.c.command).where(fingerprints.c.differences > 0)
+                                    .distinct().order_by(fingerprints.c.command)).scalars().all()
+            zones = conn.execute(sa.select(quirk_zones.c.zone).where(quirk_zones.c.differences > 0)
+                                 .distinct().order_by(quirk_zones.c.zone)).scalars().all()
+            owners = conn.execute(sa.select(quirks.c.owner).where(quirks.c.differences > 0, quirks.c.owner.is_not(None))
+                                  .distinct().order_by(quirks.c.owner)).scalars().all()
+        return {"commands": list(commands), "zones": [z for z in zones if z], "owners": list(owners)}
+
+    def hour_span(self) -> tuple[datetime, datetime] | None:
+        """The first and last hour with stored pairs (UTC), or None for an empty catalogue."""
+        with self.engine.connect() as conn:
+            first, last = conn.execute(sa.select(sa.func.min(pair_hours.c.hour), sa.func.max(pair_hours.c.hour))).one()
+        if first is None or last is None:
+            return None
+        return _utc(first), _utc(last)  # type: ignore[return-value]
+
+    def timelines(self, ids: list[str]) -> dict[str, list[tuple[datetime, int]]]:
+        """Per quirk, its differences per hour (UTC, hours without any left out), from the hourly roll-up."""
+        out: dict[str, list[tuple[datetime, int]]] = {}
+        if not ids:
+            return out
+        t = quirk_hours
+        with self.engine.connect() as conn:
+            for quirk, hour, n in conn.execute(sa.select(t.c.quirk, t.c.hour, sa.func.sum(t.c.differences))
+                                               .where(t.c.quirk.in_(ids)).group_by(t.c.quirk, t.c.hour)):
+                if n:
+                    out.setdefault(quirk, []).append((_utc(hour), int(n)))  # type: ignore[arg-type]
+        return out
+
+    def pairs_by_token(self, tokens: list[str]) -> dict[str, tuple[dict[str, str], Pair | None]]:
+        """Per dispatch token: the pair's natural keys, and the pair itself when it was kept (redacted as stored)."""
+        out: dict[str, tuple[dict[str, str], Pair | None]] = {t: ({}, None) for t in tokens}
+        if not tokens:
+            return out
+        with self.engine.connect() as conn:
+            for token, name, value in conn.execute(sa.select(pair_keys.c.token, pair_keys.c.name, pair_keys.c.value)
+                                                   .where(pair_keys.c.token.in_(tokens))):
+                out[token][0][name] = value
+            for token, body in conn.execute(sa.select(pairs.c.token, pairs.c.body).where(pairs.c.token.in_(tokens))):
+                out[token] = (out[token][0], from_json(zlib.decompress(body), Pair))
+        return out
 
     def stored_pairs(self, *, page: int = 1000) -> Iterator[Pair]:
         """Every kept pair (redacted as stored), for re-comparing.
