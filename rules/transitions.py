@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["classify", "value_type", "as_bool", "NUMBER", "DESCRIPTIONS"]
+__all__ = ["classify", "value_type", "as_bool", "plain_words", "NUMBER", "DESCRIPTIONS", "EXPLANATIONS"]
 
 # Plain words for each class, used by `shadow quirks` and the reports.
 DESCRIPTIONS: dict[str, str] = {
@@ -35,6 +35,42 @@ DESCRIPTIONS: dict[str, str] = {
     "boolean-representation": "a boolean written as true/false on one side and 1/0 or a word on the other",
     "absent": "the field is present on one side only",
     "value": "the values differ",
+}
+
+# What each class usually means in a migration, and the decision it usually gets (the triage page shows it).
+EXPLANATIONS: dict[str, str] = {
+    "trailing-whitespace": "Fixed-width CHAR(n) columns pad text with spaces up to the column width; most new engines "
+                           "store what they were given. Usually retired with a `trim = true` rule, unless a downstream "
+                           "system compares the padded text.",
+    "leading-whitespace": "One side keeps spaces in front of the value (often right-aligned fixed-width fields or "
+                          "numbers formatted into text). Usually retired with `trim = true`.",
+    "whitespace": "The values agree once surrounding whitespace is removed. Usually retired with `trim = true`.",
+    "case-only": "The values agree ignoring letter case: a legacy column or code that stores upper-case, or a "
+                 "collation that ignores case. Retire it (`casefold = true`) when nobody reads the case.",
+    "rounding": "The numbers agree except in the last decimal: half-up against half-even rounding, or rounding at a "
+                "different step. Money usually must be reproduced; measurements can often be retired with a tolerance.",
+    "float-epsilon": "The numbers differ by far less than any meaningful amount: binary floating point against "
+                     "decimal arithmetic. Usually noise or retired with a small relative tolerance.",
+    "null-vs-empty": "One side writes null (or leaves the value out) where the other writes an empty string or list. "
+                     "Usually retired with `null_equals_empty = true`, unless a consumer tells the two apart.",
+    "timezone-shift": "The timestamps are whole hours apart: one side writes local time without an offset, the other "
+                      "UTC. Often a real defect on one side: check which one a consumer reads before retiring it.",
+    "datetime-format": "The same instant written two ways (offset, separator, precision digits). Usually retired with a "
+                       "`timestamp` rule.",
+    "sub-second-precision": "The timestamps agree to the second: one side stores fewer fractional digits "
+                            "(DATETIME keeps 1/300 s). Usually noise or retired with a small `tolerance_ms`.",
+    "list-order": "The same items in a different order: an ORDER BY missing on one side, or a set stored as a list. "
+                  "Retire it (`unordered = true`) unless the order means something (stops on a route do).",
+    "list-length": "One side has items the other lacks. Often a real difference in behaviour: look at the examples.",
+    "enum-mapping": "A short legacy code on one side and a word on the other (A / assigned). Retire it with a "
+                    "`value_map` once every code maps to exactly one word.",
+    "type-change": "The same value with a different JSON type (\"12.50\" against 12.5). Retire it with `coerce` when "
+                   "consumers parse the value either way.",
+    "boolean-representation": "A boolean written as true/false on one side and as 1/0 or Y/N on the other (BIT "
+                              "columns). Usually retired with `coerce = \"boolean\"`.",
+    "absent": "The field exists on one side only: renamed, dropped, or new. Reproduce it if a consumer reads it.",
+    "value": "The values differ in substance: no simple rule explains it. Read the examples and the whole outcome "
+             "before deciding; these are where real defects hide.",
 }
 
 _TRUE = {"true", "t", "y", "yes", "1"}
@@ -196,3 +232,66 @@ def classify(legacy: Any, new: Any, change: str = "changed", *, list_item: bool 
     if ta != tb:
         return "type-change"
     return "value"
+
+
+def _boolean_form(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "1/0"
+    return "a word (Y/N, yes/no)" if isinstance(value, str) else value_type(value)
+
+
+def _side(legacy_first: bool) -> str:
+    return "legacy" if legacy_first else "the new engine"
+
+
+def plain_words(field: str, transition: str, change: str = "changed", legacy: Any = None, new: Any = None) -> str:
+    """A quirk in plain words, naming the side when an example shows which: "legacy pads `code` with trailing spaces".
+
+    Field names are quoted in backticks; `legacy` and `new` are one example's values (they decide wording only,
+    never appear in it), so the words stay stable across a quirk's occurrences.
+    """
+    f = f"`{field}`"
+    both_strings = isinstance(legacy, str) and isinstance(new, str)
+    if transition in ("trailing-whitespace", "leading-whitespace") and both_strings:
+        longer = legacy if len(legacy) > len(new) else new
+        trailing = transition == "trailing-whitespace"
+        extra = longer[len(longer.rstrip()):] if trailing else longer[:len(longer) - len(longer.lstrip())]
+        what = "spaces" if extra and set(extra) == {" "} else "whitespace"
+        where = "trailing" if trailing else "leading"
+        return f"{_side(longer is legacy)} pads {f} with {where} {what}"
+    if transition == "case-only" and both_strings:
+        for side, value, other in (("legacy", legacy, new), ("the new engine", new, legacy)):
+            if value.isupper() and not other.isupper():
+                return f"{side} upper-cases {f}"
+        return f"{f} differs only in letter case"
+    if transition == "float-epsilon":
+        return f"values of {f} differ by float epsilon"
+    if transition == "rounding":
+        return f"values of {f} differ by rounding at the last decimal"
+    if transition == "null-vs-empty":
+        if legacy is None or new is None:
+            return f"{_side(legacy is None)} has null in {f} where {_side(legacy is not None)} has an empty value"
+        return f"{f}: null on one side, an empty value on the other"
+    if transition == "boolean-representation" and (legacy is not None or new is not None):
+        return f"boolean {f}: {_boolean_form(legacy)} in legacy vs {_boolean_form(new)} in the new engine"
+    if transition == "type-change" and (legacy is not None and new is not None):
+        return f"{f} is a {value_type(legacy)} in legacy and a {value_type(new)} in the new engine"
+    if transition == "timezone-shift":
+        return f"timestamps in {f} differ by whole hours (local time vs UTC)"
+    if transition == "sub-second-precision":
+        return f"timestamps in {f} differ below one second (precision lost on one side)"
+    if transition == "datetime-format":
+        return f"{f} writes the same instant differently"
+    if transition == "list-order":
+        return f"{f} lists the same items in a different order"
+    if transition == "list-length" and change in ("added", "removed"):
+        return f"{_side(change == 'removed')} has extra items in {f}"
+    if transition == "absent" and change in ("added", "removed"):
+        return f"{f} is present in {_side(change == 'removed')}'s outcome only"
+    if transition == "enum-mapping" and both_strings:
+        return f"{_side(len(legacy) < len(new))} writes {f} as a short code, {_side(len(legacy) >= len(new))} as a word"
+    if transition == "value":
+        return f"values of {f} differ"
+    return f"{f}: {DESCRIPTIONS.get(transition, transition)}"

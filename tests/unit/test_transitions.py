@@ -92,3 +92,19 @@ def test_examples_of_each_remaining_class() -> None:
        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10), st.floats(allow_nan=False)))
 def test_every_class_is_named_and_described(a, b) -> None:
     assert classify(a, b) in DESCRIPTIONS
+
+
+def test_plain_words_name_the_side_an_example_shows() -> None:
+    from rules.transitions import EXPLANATIONS, plain_words
+
+    assert plain_words("code", "trailing-whitespace", "changed", "AB  ", "AB") == "legacy pads `code` with trailing spaces"
+    assert plain_words("code", "trailing-whitespace", "changed", "AB", "AB\t") == \
+        "the new engine pads `code` with trailing whitespace"
+    assert plain_words("zone", "case-only", "changed", "CHI", "chi") == "legacy upper-cases `zone`"
+    assert plain_words("km", "float-epsilon") == "values of `km` differ by float epsilon"
+    assert plain_words("hazmat", "boolean-representation", "changed", 1, True) == \
+        "boolean `hazmat`: 1/0 in legacy vs true/false in the new engine"
+    assert plain_words("ref", "absent", "added", None, "x") == "`ref` is present in the new engine's outcome only"
+    assert set(EXPLANATIONS) == set(DESCRIPTIONS)
+    for transition in DESCRIPTIONS:  # every class has words, with or without an example
+        assert "`f`" in plain_words("f", transition)
