@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +25,7 @@ import orjson
 import sqlalchemy as sa
 
 from cutover import registry
-from cutover.flip import Flip, flip_text, text_sha
+from cutover.flip import Flip, config_lock, flip_text, text_sha, write_config, zone_back_to_legacy
 from cutover.gates import GateResult, evaluate_gates
 from cutover.routing import RouteTable, mode_for
 from rules.catalogue import Catalogue
@@ -36,7 +35,7 @@ from shadow.config import Config, Mode, parse_config
 from shadow.errors import ShadowError
 from shadow.secrets import redact
 
-__all__ = ["Controller", "Plan", "Execution", "CutoverStatus", "actor_of"]
+__all__ = ["Controller", "Plan", "Execution", "CutoverStatus", "actor_of", "guard_rollback"]
 
 
 def actor_of(token: str | None, as_name: str | None) -> str:
@@ -294,25 +293,26 @@ class Controller:
         self._set_status(last["id"], "rolled_back")
         return result
 
-    def _write(self, text: str) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.path)  # proxies never read a half-written file
-
     def _apply(self, flip: Flip, wait_s: float, plan_id: str | None) -> Execution:
         """Write the flipped file, push it, wait for every live proxy; revert by itself on timeout."""
         version = RouteTable.from_config(parse_config(flip.new_text, source=str(self.path))).version
         started = time.monotonic()
-        self._write(flip.new_text)
+        with config_lock(self.path):  # a guard may have rolled a zone back since we read the file
+            if text_sha(self.path.read_text()) != text_sha(flip.old_text):
+                raise ShadowError(f"{self.path} changed while the flip was being made (a guard's rollback?)",
+                                  hint="`shadow cutover status`, then plan again")
+            write_config(self.path, flip.new_text)
         registry.notify_routing(self.catalogue.engine, version)
         reached, lagging = self._wait_for(version, wait_s)
         elapsed = time.monotonic() - started
         if not lagging:
             return Execution(plan_id, flip.zone, flip.command, flip.from_mode, flip.to_mode, version, elapsed, reached)
         # Some proxy did not take the new table in time: put the zone back as it was, everywhere.
-        back = flip_text(flip.new_text, flip.zone, flip.from_mode, command=flip.command, source=str(self.path))
+        with config_lock(self.path):
+            back = flip_text(self.path.read_text(), flip.zone, flip.from_mode, command=flip.command,
+                             source=str(self.path))
+            write_config(self.path, back.new_text)
         back_version = RouteTable.from_config(parse_config(back.new_text, source=str(self.path))).version
-        self._write(back.new_text)
         registry.notify_routing(self.catalogue.engine, back_version)
         audit.append(self.catalogue.engine, actor=self.actor, action="cutover.revert", subject=f"zone:{flip.zone}",
                      detail={"plan": plan_id, "why": f"{len(lagging)} proxy(ies) did not run {version} within "
@@ -345,3 +345,22 @@ def _health_version(address: str) -> str | None:
             return json.loads(response.read()).get("route_table")
     except (OSError, ValueError):
         return None
+
+
+def guard_rollback(path: Path, zone: str, engine: Any, detail: dict[str, Any]) -> str | None:
+    """The guard's flip back: make legacy primary in the zone in shadow.toml (once, whichever proxy trips first).
+
+    Returns the new route-table version, or None when the file already had the zone on legacy.
+    """
+    with config_lock(path):
+        text = path.read_text()
+        flips = zone_back_to_legacy(text, zone, source=str(path))
+        if not flips:
+            return None
+        final = flips[-1].new_text
+        write_config(path, final)
+    version = RouteTable.from_config(parse_config(final, source=str(path))).version
+    registry.notify_routing(engine, version)
+    audit.append(engine, actor="guard", action="guard.rollback", subject=f"zone:{zone}",
+                 detail={**detail, "version": version, "diff": "".join(f.diff for f in flips)})
+    return version

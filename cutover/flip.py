@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import tomlkit
 from tomlkit.items import Table
@@ -13,7 +18,7 @@ from cutover.routing import mode_for
 from shadow.config import Mode, parse_config
 from shadow.errors import ConfigError
 
-__all__ = ["Flip", "flip_text", "text_sha", "MODES"]
+__all__ = ["Flip", "flip_text", "text_sha", "write_config", "config_lock", "zone_back_to_legacy", "MODES"]
 
 MODES: tuple[Mode, ...] = ("legacy", "shadow", "reverse", "new")
 
@@ -81,3 +86,35 @@ def flip_text(text: str, zone: str, to: Mode, *, command: str | None = None, sou
     new_text = tomlkit.dumps(doc)
     parse_config(new_text, source=source)  # the flipped file must still validate
     return Flip(zone, command, from_mode, to, text, new_text, version)
+
+
+def write_config(path: Path, text: str) -> None:
+    """Replace the config file at once: a proxy never reads a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def config_lock(path: Path) -> Iterator[None]:
+    """One writer of the config at a time (controller, guards of several proxies): read, change, write under it."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def zone_back_to_legacy(text: str, zone: str, *, source: str = "shadow.toml") -> list[Flip]:
+    """Every flip that makes legacy primary again in a zone (the zone's entry and command kinds' own entries)."""
+    config = parse_config(text, source=source)
+    flips: list[Flip] = []
+    kinds = [None, *sorted(config.routing.commands)]
+    for kind in kinds:
+        if mode_for(config.routing, zone, kind) in ("reverse", "new"):
+            flip = flip_text(text, zone, "shadow", command=kind, source=source)
+            flips.append(flip)
+            text = flip.new_text
+            config = parse_config(text, source=source)
+    return flips

@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "CutoverConfig",
     "GateConfig",
+    "GuardConfig",
     "Dsn",
     "KafkaConfig",
     "KafkaTarget",
@@ -318,12 +319,41 @@ class GateConfig(_Strict):
                                                             "data: its match-rate gates fail")
 
 
+class GuardConfig(_Strict):
+    """The guard in every proxy, while the new engine is primary in a zone (modes reverse and new)."""
+
+    trip_after_s: float = Field(4.0, gt=0, description="seconds of continuous failure of the new primary (commands "
+                                                       "or health probe) before the zone is switched back to legacy")
+    hold_max_s: float = Field(12.0, gt=0, description="a command that failed on the new primary is held at most this "
+                                                      "long for the zone to resolve, then its failure is answered")
+    hold_max: int = Field(1000, ge=0, description="commands held at most per zone; beyond, failures are answered")
+    probe_interval_s: float = Field(0.25, gt=0, description="seconds between health probes of the new engine")
+
+
+# What a flip to every other proxy may take (they check the file every `[proxy] reload_seconds`), plus a margin.
+FLIP_ALLOWANCE_S = 1.0
+GUARD_MARGIN_S = 2.0
+
+
 class CutoverConfig(_Strict):
-    """How cutover decides and guards: gate thresholds, and the availability budget of a flip."""
+    """How cutover decides and guards: gate thresholds, the guard, and the availability budget of a flip."""
 
     gates: GateConfig = Field(GateConfig(), description="readiness gates evaluated by `shadow cutover check`")
+    guard: GuardConfig = Field(GuardConfig(), description="the guard that rolls a failing zone back by itself")
     availability_budget_s: float = Field(30.0, gt=0, le=30.0, description="hard cap on unavailability during and after "
                                                                           "a flip (seconds); the guard rolls back first")
+
+    @model_validator(mode="after")
+    def _guard_fits_the_budget(self) -> "CutoverConfig":
+        guard, budget = self.guard, self.availability_budget_s
+        if guard.trip_after_s + FLIP_ALLOWANCE_S + GUARD_MARGIN_S > budget:
+            raise ValueError(f"guard.trip_after_s = {guard.trip_after_s:g} leaves no margin in the {budget:g} s budget: "
+                             f"detection + {FLIP_ALLOWANCE_S:g} s for the flip + {GUARD_MARGIN_S:g} s margin must fit; "
+                             f"use at most {budget - FLIP_ALLOWANCE_S - GUARD_MARGIN_S:g}")
+        if not guard.trip_after_s < guard.hold_max_s <= budget:
+            raise ValueError(f"guard.hold_max_s = {guard.hold_max_s:g} must be above trip_after_s "
+                             f"({guard.trip_after_s:g}) and at most the budget ({budget:g})")
+        return self
 
 
 class StoreConfig(_Strict):

@@ -28,20 +28,20 @@ class Presence:
         self.store_url, self.address = store_url, address
         self.instance = registry.new_instance_id()
         self._version, self._guard, self._on_push = version, guard, on_push
-        self._engine: Any = None
+        self.engine: Any = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Register (opening, creating or migrating the store in a thread), then beat and listen."""
         loop = asyncio.get_running_loop()
         try:
-            self._engine = await loop.run_in_executor(None, self._open_and_register)
+            self.engine = await loop.run_in_executor(None, self._open_and_register)
         except Exception as exc:  # a down store must not stop the proxy from serving
             log.error("proxy %s not registered (store %s): %s; it serves all the same, but a flip cannot wait for it",
                       self.instance, self.store_url.split("@")[-1], exc)
             return
         self._tasks.append(asyncio.create_task(self._beat()))
-        if self._engine.dialect.name == "postgresql":
+        if self.engine.dialect.name == "postgresql":
             self._tasks.append(asyncio.create_task(self._listen()))
 
     def _open_and_register(self) -> Any:
@@ -56,7 +56,7 @@ class Presence:
         while True:
             await asyncio.sleep(BEAT_SECONDS)
             try:
-                await loop.run_in_executor(None, registry.heartbeat, self._engine, self.instance, self._version(),
+                await loop.run_in_executor(None, registry.heartbeat, self.engine, self.instance, self._version(),
                                            self._guard())
             except Exception as exc:
                 log.warning("heartbeat of %s not stored: %s", self.instance, exc)
@@ -64,7 +64,7 @@ class Presence:
     async def _listen(self) -> None:
         import psycopg
 
-        url = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -82,9 +82,9 @@ class Presence:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._engine is not None:
+        if self.engine is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, registry.stopped, self._engine, self.instance)
+                await asyncio.get_running_loop().run_in_executor(None, registry.stopped, self.engine, self.instance)
             except Exception as exc:
                 log.warning("could not mark %s stopped: %s", self.instance, exc)
-            self._engine.dispose()
+            self.engine.dispose()

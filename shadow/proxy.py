@@ -30,6 +30,7 @@ from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
 from cutover.routing import RouteTable, mirrors, primary_of
+from shadow.guard import Guard, Window
 from shadow.presence import Presence
 from rules.compare import Comparator
 from rules.normalise import Normaliser
@@ -54,6 +55,12 @@ _RECOMPUTED = frozenset({"host", "content-length"})
 _DROP = HOP_BY_HOP | _RECOMPUTED
 # The caller's own headers are forwarded as they came; the client adds none of its own.
 _NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+def _failed(outcome: Outcome) -> bool:
+    """The target did not do its job: no answer, unreachable, or a 5xx (a 4xx is the target's own decision)."""
+    return outcome.status is Status.TIMEOUT or (outcome.status is Status.ERROR and
+                                                (outcome.http_status is None or outcome.http_status >= 500))
 
 
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -90,6 +97,12 @@ class ProxyMetrics:
                                       registry=registry)
         self.table_version = Gauge("shadow_proxy_route_table_version", "Route-table version number in force",
                                    registry=registry)
+        self.held = Counter("shadow_proxy_guard_held", "Commands held by the guard, by how the hold ended",
+                            ["resolution"], registry=registry)
+        self.trips = Counter("shadow_proxy_guard_trips", "Zones the guard switched back to legacy", registry=registry)
+        self.unavailable = Histogram("shadow_proxy_unavailability_seconds", "Unavailability windows (first failed or "
+                                     "held command to first success)", registry=registry,
+                                     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60))
         self.queue_depth = Gauge("shadow_proxy_mirror_queue_depth", "Mirrors waiting", registry=registry)
         # Children looked up once: labels() costs a few microseconds per call on the hot path.
         self.commands = self.requests.labels("command")
@@ -171,6 +184,9 @@ class Proxy:
         self._last: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._config_stamp = self._stamp()
         self.presence: Presence | None = None
+        guard = config.cutover.guard
+        self.guard = Guard(trip_after_s=guard.trip_after_s, hold_max_s=guard.hold_max_s, hold_max=guard.hold_max,
+                           on_trip=self._tripped, on_window=self._window)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -209,9 +225,10 @@ class Proxy:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(proxy.concurrency)]
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
+        self._tasks.append(asyncio.create_task(self._probe()))
         if proxy.registry:
             self.presence = Presence(self.config.store.url.reveal(), self.address, lambda: self.table.version,
-                                     lambda: {}, self._pushed)
+                                     self.guard.snapshot, self._pushed)
             await self.presence.start()
 
     def _sql_reader(self, target: Target) -> SqlStateReader | None:
@@ -277,30 +294,120 @@ class Proxy:
         command, error = self._command(route, params, body, request.headers)
         headers[TOKEN_HEADER] = command.token or ""
         mode = table.mode(command.zone, route.command)
+        guarded = mode in ("reverse", "new")
+        if guarded and self.guard.tripped(command.zone, table.version):
+            mode, guarded = "shadow", False  # the guard switched this zone back to legacy
         primary = primary_of(mode)
         self.metrics.commands.inc()
+        mirrored = mirrors(mode)
+        if mirrored and route.sample < 1.0 and random.random() >= route.sample:
+            self.metrics.sampled_out.inc()
+            mirrored = False
         mirror = None
-        if mirrors(mode):
-            if route.sample >= 1.0 or random.random() < route.sample:
-                loop = asyncio.get_running_loop()
-                mirror = _Mirror(command, route, primary, primary.other, request.method, request.path_qs, headers,
-                                 body, loop.create_future(), error)
-            else:
-                self.metrics.sampled_out.inc()
-        if mirror is not None and self.config.proxy.mirror == "parallel":
+        # A guarded command may end on the other side: its mirror waits to know which one is primary.
+        if mirrored and self.config.proxy.mirror == "parallel" and not guarded:
+            mirror = self._new_mirror(command, route, primary, request, headers, body, error)
             self._enqueue(mirror)
         response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
+        if guarded:
+            response, outcome, primary = await self._guarded(command.zone, request, headers, body, response, outcome)
+        elif self.guard.zones and not _failed(outcome):
+            self.guard.succeeded(command.zone)  # closes a window the guard's trip left open
+        if mirrored and mirror is None:
+            mirror = self._new_mirror(command, route, primary, request, headers, body, error)
         if mirror is not None:
             mirror.primary_outcome.set_result(outcome)
             if route.read or route.state is not None:
                 # Read the primary's state now, not when a worker gets to it: the caller's next
                 # command on this entity may come soon. Off the caller's path all the same.
                 mirror.primary_state = asyncio.create_task(read_state(self._readers[primary], command, outcome))
-            if self.config.proxy.mirror == "after":
+            if mirror.done is None:
                 self._enqueue(mirror)
         if self._capture is not None:
             self._capture.write(command)
         return response
+
+    @staticmethod
+    def _new_mirror(command: Command, route: Route, primary: Target, request: web.Request, headers: CIMultiDict[str],
+                    body: bytes, error: str | None) -> _Mirror:
+        return _Mirror(command, route, primary, primary.other, request.method, request.path_qs, headers, body,
+                       asyncio.get_running_loop().create_future(), error)
+
+    async def _guarded(self, zone: str | None, request: web.Request, headers: CIMultiDict[str], body: bytes,
+                       response: web.Response, outcome: Outcome) -> tuple[web.Response, Outcome, Target]:
+        """The new primary's answer; when it failed, held until the zone resolves, then retried (same token)."""
+        primary = Target.NEW
+        while _failed(outcome) and primary is Target.NEW:
+            self.guard.failed(zone, self.table.version)
+            resolution = await self.guard.hold(zone, lambda: self.table.version)
+            self.metrics.held.labels(resolution).inc()
+            if resolution == "tripped":
+                primary = Target.LEGACY
+            elif resolution != "recovered":
+                return response, outcome, primary  # held as long as allowed: the caller gets the failure
+            response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
+        if not _failed(outcome):
+            self.guard.succeeded(zone)
+        return response, outcome, primary
+
+    def _tripped(self, zone: str) -> None:
+        """The guard switched a zone back to legacy here; write it to shadow.toml so every proxy follows."""
+        self.metrics.trips.inc()
+        log.error("guard: zone %s failing on the new engine for %.1f s: legacy is primary again",
+                  zone or "(none)", self.config.cutover.guard.trip_after_s)
+        if self.config.source is None or self.presence is None or self.presence.engine is None:
+            return
+        from cutover.controller import guard_rollback
+
+        detail = {"instance": self.presence.instance, "trip_after_s": self.config.cutover.guard.trip_after_s,
+                  "from_version": self.table.version}
+        task = asyncio.get_running_loop().run_in_executor(None, guard_rollback, Path(self.config.source), zone,
+                                                          self.presence.engine, detail)
+        task.add_done_callback(lambda f: f.exception() and log.error("guard rollback of %s not written: %s",
+                                                                     zone, f.exception()))
+
+    def _window(self, window: Window) -> None:
+        seconds = window.seconds or 0.0
+        self.metrics.unavailable.observe(seconds)
+        log.warning("zone %s unavailable for %.2f s (%d command(s) held%s)", window.zone or "(none)", seconds,
+                    window.held, ", guard tripped" if window.tripped else "")
+        if self.presence is not None and self.presence.engine is not None:
+            from shadow import audit
+
+            asyncio.get_running_loop().run_in_executor(None, lambda: audit.append(
+                self.presence.engine, actor=self.presence.instance, action="guard.window",  # type: ignore[union-attr]
+                subject=f"zone:{window.zone}", detail=window.to_dict()))
+
+    async def _probe(self) -> None:
+        """Probe the new engine's health while it is primary somewhere; zones failing long enough trip."""
+        interval = self.config.cutover.guard.probe_interval_s
+        target = self.config.targets["new"]
+        timeout = aiohttp.ClientTimeout(total=max(interval * 4, 0.5))
+        while True:
+            await asyncio.sleep(interval)
+            table = self.table
+            zones = [z for z in self._guarded_zones(table) if not self.guard.tripped(z, table.version)]
+            if not zones or self._session is None:
+                continue
+            try:
+                async with self._session.get(target.url + target.health, timeout=timeout) as answer:
+                    healthy = answer.status < 500
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                healthy = False
+            for zone in zones:
+                if healthy:
+                    self.guard.probe_ok(zone)
+                else:
+                    self.guard.failed(zone, table.version, command=False)
+            self.guard.check_all(table.version)
+
+    def _guarded_zones(self, table: RouteTable) -> list[str]:
+        routing = table.routing
+        zones = set(routing.zones) | set(self.guard.zones)
+        for own in routing.commands.values():
+            zones |= set(own.zones)
+        kinds = [None, *routing.commands]
+        return sorted(z for z in zones if any(table.mode(z, k) in ("reverse", "new") for k in kinds))
 
     async def _body(self, request: web.Request) -> bytes | None:
         limit = self.config.proxy.max_body
