@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -145,7 +146,7 @@ def _adbc_connect(side: Side) -> Any:
     driver = _adbc_driver(side.dialect)
     url = side.engine.url
     if side.dialect == "sqlite":
-        return driver.connect(f"file:{side.sqlite_path}?mode=ro")
+        return driver.connect(f"file:{quote(side.sqlite_path or '')}?mode=ro")
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
     uri += ("&" if "?" in uri else "?") + "options=-c%20default_transaction_read_only%3Don"
     return driver.connect(uri)
@@ -158,7 +159,7 @@ def _adbc_batches(side: Side, sql: str, batch: int) -> Iterator[pa.RecordBatch]:
         if side.dialect == "sqlite":
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch)})
         else:
-            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(64 * 1024 * 1024)})
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)})
         cursor.execute(sql)
         reader = cursor.fetch_record_batch()
         for record_batch in reader:
@@ -213,7 +214,7 @@ def open_side(name: str, url: str, table: str) -> Side:
             if not database or database == ":memory:":
                 raise ConfigError(f"{name} state database {mask_url(url)}: reconciliation needs a SQLite file",
                                   hint="give state = \"sqlite:///path/to/file.db\"")
-            engine = sa.create_engine(parsed.set(database=f"file:{database}",
+            engine = sa.create_engine(parsed.set(database=f"file:{quote(database)}",
                                                  query={**parsed.query, "mode": "ro", "uri": "true"}))
             sqlite_path = database
         else:
@@ -290,26 +291,22 @@ def bounds_sql(side: Side, key: str, where: str | None) -> str:
 
 
 def row_text(side: Side, columns: list[str]) -> Any:
-    """One row as canonical text inside the database: each value length-prefixed, NULL as '-' (injective)."""
+    """One row as canonical text inside the database, injective: NULL, '' and separators never collide.
+
+    Postgres writes a row value's text itself (record_out quotes empty strings and any value holding a
+    separator, and leaves NULL empty); on SQL Server each value is length-prefixed and NULL is '-'.
+    """
+    if side.dialect != "mssql":
+        return sa.cast(sa.func.row(*(sa.column(name) for name in columns)), sa.Text())
+    from sqlalchemy.dialects.mssql import NVARCHAR
+
     parts: list[Any] = []
     for name in columns:
         column = sa.column(name)
-        if side.dialect == "mssql":
-            from sqlalchemy.dialects.mssql import NVARCHAR
-
-            text = sa.cast(column, NVARCHAR("max"))  # CAST(… AS NVARCHAR) alone would cut at 30 characters
-            # LEN ignores trailing spaces: measure the text with a '.' after it.
-            cell = sa.case((column.is_(None), "-"), else_=sa.func.concat(sa.func.len(text + "."), ":", text))
-        else:
-            text = sa.cast(column, sa.Text())
-            cell = sa.func.coalesce(sa.func.length(text).op("||")(":").op("||")(text), "-")
-        parts.append(cell)
-    if side.dialect == "mssql":
-        return sa.func.concat(*[p for part in parts for p in (part, "|")])
-    text_expr = parts[0]
-    for part in parts[1:]:
-        text_expr = text_expr.op("||")("|").op("||")(part)
-    return text_expr
+        text = sa.cast(column, NVARCHAR("max"))  # CAST(… AS NVARCHAR) alone would cut at 30 characters
+        # LEN ignores trailing spaces: measure the text with a '.' after it.
+        parts += [sa.case((column.is_(None), "-"), else_=sa.func.concat(sa.func.len(text + "."), ":", text)), "|"]
+    return sa.func.concat(*parts)
 
 
 def _row_hash(side: Side, columns: list[str]) -> Any:
@@ -317,8 +314,9 @@ def _row_hash(side: Side, columns: list[str]) -> Any:
     if side.dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import BIT
 
+        # 60 bits of the md5 as a bigint: Postgres sums bigints exactly (into numeric) without a cast per row.
         hexdigits = sa.literal("x").op("||")(sa.func.substr(sa.func.md5(text), 1, 15))
-        return sa.cast(sa.cast(sa.cast(hexdigits, BIT(60)), sa.BigInteger), sa.Numeric(38, 0))
+        return sa.cast(sa.cast(hexdigits, BIT(60)), sa.BigInteger)
     if side.dialect == "mssql":
         digest = sa.func.hashbytes("MD5", text)
         return sa.cast(sa.cast(sa.func.substring(digest, 1, 7), sa.BigInteger), sa.Numeric(38, 0))

@@ -135,7 +135,11 @@ def run_pandas(legacy_path: str, new_url: str, rows: int) -> dict:
 def run_reladiff(pg_url: str) -> dict:
     import reladiff
 
-    uri = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    from urllib.parse import parse_qs, urlsplit
+
+    # sqeleton reads no ?host= from a URI: the embedded server's Unix socket folder goes in as the host.
+    uri = {"driver": "postgresql", "host": parse_qs(urlsplit(pg_url).query)["host"][0], "user": "postgres",
+           "database": "postgres"}
     started = time.perf_counter()
     left = reladiff.connect_to_table(uri, "loads_legacy", "load_id", extra_columns=(
         "status", "weight_kg", "zone", "driver_name", "price"))
@@ -188,9 +192,10 @@ def main(n: int = 10_000_000, pandas_rows: int = 2_000_000) -> dict:
             ours = _child("shadow", str(config), "stream")
             _line("shadow reconcile (stream)", ours)
             pandas = _child("pandas", str(folder / "legacy.sqlite"), pg_url, str(min(n, pandas_rows)))
+            per_million = pandas.get("peak_mib", 0) / max(1, min(n, pandas_rows)) * 1e6
             _line(f"pandas read_sql + merge ({min(n, pandas_rows):,} rows)", pandas,
-                  "" if pandas_rows >= n else f"  [at {min(n, pandas_rows):,} rows: pandas needs ~1.6 GB per "
-                                               f"million here]")
+                  "" if pandas_rows >= n else f"\n    [pandas run at {min(n, pandas_rows):,} rows, not {n:,}: it "
+                                               f"holds both tables, {per_million:,.0f} MiB per million rows here]")
             figures = {"shadow": ours, "pandas": pandas}
             if "error" not in ours and "error" not in pandas:
                 ours_rate, pandas_rate = ours["rows"] / ours["seconds"], pandas["rows"] / pandas["seconds"]

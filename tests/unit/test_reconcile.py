@@ -83,6 +83,8 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def tables(tmp_path: Path) -> Any:
+    tmp_path = tmp_path / "a folder #1"  # spaces and '#' in the path: SQLite file URIs must quote them
+    tmp_path.mkdir()
     legacy, new = planted(tmp_path)
     config = parse_config(config_text(tmp_path, f"sqlite:///{legacy}", f"sqlite:///{new}"))
     return SimpleNamespace(folder=tmp_path, legacy=legacy, new=new, config=config)
