@@ -36,6 +36,7 @@ __all__ = [
     "SqlSource",
     "TableConfig",
     "TargetConfig",
+    "UiConfig",
     "path_params",
     "load_config",
     "parse_config",
@@ -405,6 +406,17 @@ class ReplayConfig(_Strict):
     pairs: Path = Path("pairs.jsonl")
 
 
+class UiConfig(_Strict):
+    """`shadow ui`: the triage page for product owners."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address the page listens on (127.0.0.1: this machine "
+                                                            "only; 0.0.0.0 to let others in)")
+    port: int = Field(8089, ge=1, le=65535, description="TCP port of the page")
+    token_env: str = Field("SHADOW_UI_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           description="environment variable holding the sign-in token; unset: the page is read-only")
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="hours a sign-in lasts")
+
+
 class Config(_Strict):
     """The whole, validated `shadow.toml`."""
 
@@ -417,6 +429,7 @@ class Config(_Strict):
     kafka: KafkaConfig = KafkaConfig()
     tables: dict[str, TableConfig] = Field({}, description="tables `shadow reconcile` compares, by name")
     cutover: CutoverConfig = Field(CutoverConfig(), description="gate thresholds and the availability budget")
+    ui: UiConfig = Field(UiConfig(), description="the triage page (`shadow ui`)")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
