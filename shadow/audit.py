@@ -10,6 +10,7 @@ rules, cutover or the front ends.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -63,19 +64,37 @@ def _digest(prev_hash: str, at: datetime, actor: str, action: str, subject: str,
 
 
 def append(engine: Engine, *, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None) -> AuditEntry:
-    """Add an entry at the end of the chain (one transaction; the chain's tail is read inside it)."""
-    at = datetime.now(timezone.utc).replace(tzinfo=None)
+    """Add an entry at the end of the chain, whatever other processes append at the same time.
+
+    The insert only happens if the tail it chains to is still the tail (one INSERT … SELECT …
+    WHERE, atomic in the database); when another writer got there first it is tried again.
+    Postgres also takes a table lock, because under READ COMMITTED two such inserts could
+    both see the old tail.
+    """
     text = orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode()
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # One writer at a time, so two appends cannot both chain to the same tail.
-            conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
-        tail = conn.execute(sa.select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).scalar()
-        prev_hash = tail or GENESIS
-        digest = _digest(prev_hash, at, actor, action, subject, text)
-        seq = conn.execute(audit_log.insert().values(at=at, actor=actor, action=action, subject=subject, detail=text,
-                                                     prev_hash=prev_hash, hash=digest)).inserted_primary_key[0]
-    return AuditEntry(seq, at.replace(tzinfo=timezone.utc), actor, action, subject, detail or {}, prev_hash, digest)
+    tail_hash = sa.select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1).scalar_subquery()
+    for attempt in range(200):
+        at = datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+                prev_hash = conn.execute(sa.select(tail_hash)).scalar() or GENESIS
+                digest = _digest(prev_hash, at, actor, action, subject, text)
+                values = {"at": at, "actor": actor, "action": action, "subject": subject, "detail": text,
+                          "prev_hash": prev_hash, "hash": digest}
+                chosen = sa.select(*(sa.literal(v, type_=audit_log.c[k].type).label(k) for k, v in values.items()))
+                chosen = chosen.where(sa.func.coalesce(tail_hash, GENESIS) == prev_hash)
+                inserted = conn.execute(audit_log.insert().from_select(list(values), chosen))
+                if inserted.rowcount == 1:
+                    seq = conn.execute(sa.select(audit_log.c.seq).where(audit_log.c.hash == digest)).scalar_one()
+                    return AuditEntry(seq, at.replace(tzinfo=timezone.utc), actor, action, subject, detail or {},
+                                      prev_hash, digest)
+        except sa.exc.OperationalError as exc:  # SQLite: another writer holds the lock or moved the snapshot
+            if "locked" not in str(exc.orig).lower() and "busy" not in str(exc.orig).lower():
+                raise
+        time.sleep(min(0.001 * (attempt + 1), 0.05))
+    raise RuntimeError("audit log: could not append after 200 attempts (the catalogue is too busy)")
 
 
 def entries(engine: Engine, *, subject: str | None = None, action: str | None = None,

@@ -46,3 +46,33 @@ def test_triage_records_who_changed_which_verdict(catalogue, tmp_path) -> None:
     assert [(e.actor, e.detail["from"], e.detail["to"]) for e in history] == [("dana", "open", "reproduce"),
                                                                               ("lee", "reproduce", "retire")]
     assert history[1].detail["ticket"] == "DISP-1" and audit.verify(catalogue.engine)[0]
+
+
+def _append_many(url: str, writer: int) -> None:
+    from rules.catalogue import open_catalogue
+
+    catalogue = open_catalogue(url)
+    for i in range(25):
+        audit.append(catalogue.engine, actor=f"proxy-{writer}", action="guard.window", subject="zone:chi",
+                     detail={"n": i})
+    catalogue.close()
+
+
+def test_processes_appending_at_once_keep_one_chain(tmp_path) -> None:
+    import multiprocessing
+
+    from rules.catalogue import open_catalogue
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    open_catalogue(url).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(url, n)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    catalogue = open_catalogue(url)
+    try:
+        assert audit.verify(catalogue.engine) == (True, None, 100)
+    finally:
+        catalogue.close()
