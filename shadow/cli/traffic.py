@@ -159,7 +159,9 @@ def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample c
 @handle_errors
 def proxy_cmd(config: Optional[Path] = ConfigOption,
               listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT (default from the config's proxy.listen)"),
-              capture: Optional[Path] = typer.Option(None, "--capture", help="also record commands here, for replay")) -> None:
+              capture: Optional[Path] = typer.Option(None, "--capture", help="also record commands here, for replay"),
+              pairs: Optional[Path] = typer.Option(None, "--pairs", help="JSONL pairs file, overriding [proxy] pairs "
+                                                                        "(one per proxy when several share a config)")) -> None:
     """The dual-write proxy: primary answers the caller, commands are mirrored, pairs recorded."""
     import os
 
@@ -171,8 +173,9 @@ def proxy_cmd(config: Optional[Path] = ConfigOption,
 
     cfg = load_cli_config(config)
     assert cfg is not None
-    if listen is not None:
-        cfg = cfg.model_copy(update={"proxy": ProxyConfig.model_validate({**cfg.proxy.model_dump(), "listen": listen})})
+    overrides = {k: v for k, v in (("listen", listen), ("pairs", pairs)) if v is not None}
+    if overrides:
+        cfg = cfg.model_copy(update={"proxy": ProxyConfig.model_validate({**cfg.proxy.model_dump(), **overrides})})
     token = os.environ.get(cfg.proxy.admin_token_env) or None  # the CLI is the edge: the only place env is read
     register_secret(token)
     proxy = Proxy(cfg, admin_token=token, capture=capture)

@@ -84,6 +84,14 @@ def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "ne
     Each legacy gets its own fresh SQLite file, so two legacies make an A/A pair. With
     `kafka` (brokers HOST:PORT) the new engine takes its commands from Kafka too.
     """
+    with reference_processes(workdir, services, ready_within=ready_within, kafka=kafka) as running:
+        yield [url for url, _process in running]
+
+
+@contextlib.contextmanager
+def reference_processes(workdir: Path, services: tuple[str, ...] = ("legacy", "new"), *, ready_within: float = 20.0,
+                        kafka: str | None = None) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """As `reference_services`, yielding (URL, process) pairs: for tests that kill a service on purpose."""
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
@@ -101,7 +109,7 @@ def reference_services(workdir: Path, services: tuple[str, ...] = ("legacy", "ne
         deadline = time.monotonic() + ready_within
         for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, process, deadline)
-        yield urls
+        yield list(zip(urls, processes, strict=True))
     finally:
         stop_processes(processes)
 
