@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_proxy 3
 	$(BIN)/python -m tests.bench.bench_kafka 20000
 	$(BIN)/python -m tests.bench.bench_reconcile 10000000 2000000
+	$(BIN)/python -m tests.bench.bench_report --pairs 10000000 --quirks 10000
 
 lint: $(STAMP)
 	$(BIN)/ruff check shadow adapters rules reports cutover tests
