@@ -300,7 +300,7 @@ def merge_windows(legacy: Iterator[pa.RecordBatch], new: Iterator[pa.RecordBatch
             if table.num_rows:
                 previous[side] = _last_key(found)
             buffers[side] = table if buffers[side] is None or buffers[side].num_rows == 0 else \
-                pa.concat_tables([buffers[side], table])
+                pa.concat_tables([buffers[side], table], promote_options="default")  # an all-NULL column typed later
 
     while True:
         fill("legacy")

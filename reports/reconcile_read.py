@@ -9,6 +9,7 @@ through pyodbc, imported lazily) through a server-side cursor, `batch` rows at a
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from shadow.secrets import mask_url
 __all__ = ["Side", "KeyKind", "open_side", "select_sql", "count_sql", "bounds_sql", "checksum_sql", "row_text"]
 
 KeyKind = str  # "int" | "str" | "other"
+log = logging.getLogger("reports.reconcile")
 _END = object()
 
 
@@ -89,7 +91,7 @@ class Side:
 
     def batches(self, sql: str, batch: int) -> Iterator[pa.RecordBatch]:
         """The rows of a SELECT as Arrow batches, read in a thread of their own (prefetching a few)."""
-        produce = _adbc_batches if _adbc_driver(self.dialect) else _cursor_batches
+        produce = _adbc_or_cursor if _adbc_driver(self.dialect) else _cursor_batches
         found: queue.Queue[Any] = queue.Queue(maxsize=4)
         stop = threading.Event()
 
@@ -152,6 +154,32 @@ def _adbc_connect(side: Side) -> Any:
     return driver.connect(uri)
 
 
+def _adbc_or_cursor(side: Side, sql: str, batch: int) -> Iterator[pa.RecordBatch]:
+    """ADBC's batches; should it give up on a column's type, the rest from a cursor (same order, rows skipped).
+
+    ADBC's SQLite driver types each column from the first batch: a column NULL throughout it
+    becomes int64, and text further down is then refused ("Type mismatch").
+    """
+    delivered = 0
+    try:
+        for record_batch in _adbc_batches(side, sql, batch):
+            delivered += record_batch.num_rows
+            yield record_batch
+        return
+    except OSError as exc:
+        if "type mismatch" not in str(exc).lower():
+            raise
+        log.info("%s: ADBC gave up on a column type (%s); reading on through a cursor", side.name, exc)
+    skip = delivered
+    for record_batch in _cursor_batches(side, sql, batch):
+        if skip >= record_batch.num_rows:
+            skip -= record_batch.num_rows
+            continue
+        if skip:
+            record_batch, skip = record_batch.slice(skip), 0
+        yield record_batch
+
+
 def _adbc_batches(side: Side, sql: str, batch: int) -> Iterator[pa.RecordBatch]:
     conn = _adbc_connect(side)
     try:
@@ -176,6 +204,9 @@ def _plain(side: Side, record_batch: pa.RecordBatch) -> pa.RecordBatch:
         if isinstance(column.type, pa.ExtensionType) or isinstance(column, pa.ExtensionArray):
             side.decimal_text.add(record_batch.schema.names[index])
             column = column.storage
+            changed = True
+        if column.null_count == len(column) and not pa.types.is_null(column.type):
+            column = pa.nulls(len(column))  # typed by a later batch (a guess now would clash with it)
             changed = True
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=record_batch.schema.names) if changed else record_batch

@@ -389,3 +389,17 @@ def test_postgres_checksum_uses_md5_and_text_keys_sort_in_c_collation() -> None:
     sql = checksum_sql(_side(postgresql.dialect()), ["LoadRef"], ["Status"], None, 0, 100, 4)
     assert "md5(" in sql and "BIT(60)" in sql and "GROUP BY" in sql
     assert 'COLLATE "C"' in select_sql(_side(postgresql.dialect()), ["Code"], ["Status"], None)
+
+
+def test_a_column_null_throughout_the_first_batch_then_text_is_read_and_compared(tmp_path: Path) -> None:
+    legacy, new = planted(tmp_path, n=400)
+    for path, table, key in ((legacy, "LOADS", "LOAD_REF"), (new, "loads", "load_id")):
+        with sqlite3.connect(path) as conn:  # NOTE / note: NULL for the first 150 rows, as sparse legacy columns are
+            conn.execute(f"UPDATE {table} SET {'NOTE' if table == 'LOADS' else 'note'} = NULL WHERE {key} <= 150")
+    with sqlite3.connect(new) as conn:
+        conn.execute("UPDATE loads SET note = 'changed' WHERE load_id = 300")
+    text = config_text(tmp_path, f"sqlite:///{legacy}", f"sqlite:///{new}", extra="batch = 100")
+    result = reconcile_table(parse_config(text), "loads")
+    assert (result.only_legacy, result.only_new, result.differing) == (1, 1, 3)
+    assert sorted(result.columns) == ["note", "status"] and result.columns["note"].rows == 2
+    assert result.legacy_rows == 400
