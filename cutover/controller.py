@@ -25,7 +25,7 @@ import orjson
 import sqlalchemy as sa
 
 from cutover import registry
-from cutover.flip import Flip, config_lock, flip_text, text_sha, write_config, zone_back_to_legacy
+from cutover.flip import Flip, config_lock, flip_text, hold_text, text_sha, write_config, zone_back_to_legacy
 from cutover.gates import GateResult, evaluate_gates
 from cutover.routing import RouteTable, mode_for
 from rules.catalogue import Catalogue
@@ -294,32 +294,51 @@ class Controller:
         return result
 
     def _apply(self, flip: Flip, wait_s: float, plan_id: str | None) -> Execution:
-        """Write the flipped file, push it, wait for every live proxy; revert by itself on timeout."""
-        version = RouteTable.from_config(parse_config(flip.new_text, source=str(self.path))).version
+        """Two phases: every proxy holds the zone's commands, then takes the new mode and releases them.
+
+        No command of the zone runs under the old table on one proxy while another already runs
+        the new one. A proxy that does not take a phase in time makes the flip revert by itself.
+        """
+        path, source = self.path, str(self.path)
         started = time.monotonic()
-        with config_lock(self.path):  # a guard may have rolled a zone back since we read the file
-            if text_sha(self.path.read_text()) != text_sha(flip.old_text):
-                raise ShadowError(f"{self.path} changed while the flip was being made (a guard's rollback?)",
+        with config_lock(path):  # a guard may have rolled a zone back since we read the file
+            if text_sha(path.read_text()) != text_sha(flip.old_text):
+                raise ShadowError(f"{path} changed while the flip was being made (a guard's rollback?)",
                                   hint="`shadow cutover status`, then plan again")
-            write_config(self.path, flip.new_text)
-        registry.notify_routing(self.catalogue.engine, version)
-        reached, lagging = self._wait_for(version, wait_s)
-        elapsed = time.monotonic() - started
+            held = hold_text(flip.old_text, flip.zone, hold=True, source=source)
+            write_config(path, held)
+        hold_version = self._version(held)
+        registry.notify_routing(self.catalogue.engine, hold_version)
+        reached, lagging = self._wait_for(hold_version, wait_s)
         if not lagging:
-            return Execution(plan_id, flip.zone, flip.command, flip.from_mode, flip.to_mode, version, elapsed, reached)
+            with config_lock(path):
+                final = flip_text(path.read_text(), flip.zone, flip.to_mode, command=flip.command, source=source,
+                                  release=True)
+                write_config(path, final.new_text)
+            version = self._version(final.new_text)
+            registry.notify_routing(self.catalogue.engine, version)
+            reached, lagging = self._wait_for(version, wait_s)
+            if not lagging:
+                return Execution(plan_id, flip.zone, flip.command, flip.from_mode, flip.to_mode, version,
+                                 time.monotonic() - started, reached)
         # Some proxy did not take the new table in time: put the zone back as it was, everywhere.
-        with config_lock(self.path):
-            back = flip_text(self.path.read_text(), flip.zone, flip.from_mode, command=flip.command,
-                             source=str(self.path))
-            write_config(self.path, back.new_text)
-        back_version = RouteTable.from_config(parse_config(back.new_text, source=str(self.path))).version
+        with config_lock(path):
+            current = path.read_text()
+            if mode_for(parse_config(current, source=source).routing, flip.zone, flip.command) != flip.from_mode:
+                current = flip_text(current, flip.zone, flip.from_mode, command=flip.command, source=source).new_text
+            back = hold_text(current, flip.zone, hold=False, source=source)
+            write_config(path, back)
+        back_version = self._version(back)
         registry.notify_routing(self.catalogue.engine, back_version)
         audit.append(self.catalogue.engine, actor=self.actor, action="cutover.revert", subject=f"zone:{flip.zone}",
-                     detail={"plan": plan_id, "why": f"{len(lagging)} proxy(ies) did not run {version} within "
-                                                     f"{wait_s:g}s", "lagging": lagging, "diff": back.diff})
+                     detail={"plan": plan_id, "why": f"{len(lagging)} proxy(ies) did not take the flip within "
+                                                     f"{wait_s:g}s", "lagging": lagging})
         reached, _ = self._wait_for(back_version, wait_s)
         return Execution(plan_id, flip.zone, flip.command, flip.from_mode, flip.to_mode, back_version, None, reached,
-                         reverted=True, note=f"reverted: {', '.join(lagging)} did not run {version} in {wait_s:g}s")
+                         reverted=True, note=f"reverted: {', '.join(lagging)} did not take the flip in {wait_s:g}s")
+
+    def _version(self, text: str) -> str:
+        return RouteTable.from_config(parse_config(text, source=str(self.path))).version
 
     def _wait_for(self, version: str, wait_s: float) -> tuple[dict[str, str], list[str]]:
         """Poll every live proxy's /-/health (its registry heartbeat when unreachable) until all run `version`."""

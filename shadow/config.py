@@ -303,6 +303,9 @@ class RoutingConfig(_Strict):
     default: Mode = Field("shadow", description="mode of every zone and command kind not listed")
     zones: dict[str, Mode] = Field({}, description="zone → mode, for every command kind")
     commands: dict[str, CommandRouting] = Field({}, description="command kind → its own modes, overriding zones")
+    hold: list[str] = Field([], description="zones whose commands every proxy holds while a flip propagates "
+                                            "(written and removed by `shadow cutover execute`; bounded by "
+                                            "[cutover] hold_during_flip_s)")
 
 
 class GateConfig(_Strict):
@@ -341,6 +344,8 @@ class CutoverConfig(_Strict):
 
     gates: GateConfig = Field(GateConfig(), description="readiness gates evaluated by `shadow cutover check`")
     guard: GuardConfig = Field(GuardConfig(), description="the guard that rolls a failing zone back by itself")
+    hold_during_flip_s: float = Field(3.0, gt=0, le=10, description="while a flip propagates, a zone's commands "
+                                                                    "wait at most this long for the new route table")
     availability_budget_s: float = Field(30.0, gt=0, le=30.0, description="hard cap on unavailability during and after "
                                                                           "a flip (seconds); the guard rolls back first")
 

@@ -57,6 +57,11 @@ _DROP = HOP_BY_HOP | _RECOMPUTED
 _NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
+def _held(table: RouteTable, zone: str) -> bool:
+    wanted = zone.casefold()
+    return any(z.casefold() == wanted for z in table.routing.hold)
+
+
 def _failed(outcome: Outcome) -> bool:
     """The target did not do its job: no answer, unreachable, or a 5xx (a 4xx is the target's own decision)."""
     return outcome.status is Status.TIMEOUT or (outcome.status is Status.ERROR and
@@ -100,6 +105,8 @@ class ProxyMetrics:
         self.held = Counter("shadow_proxy_guard_held", "Commands held by the guard, by how the hold ended",
                             ["resolution"], registry=registry)
         self.trips = Counter("shadow_proxy_guard_trips", "Zones the guard switched back to legacy", registry=registry)
+        self.flip_held = Counter("shadow_proxy_flip_held", "Commands held while a flip of their zone propagated",
+                                 registry=registry)
         self.unavailable = Histogram("shadow_proxy_unavailability_seconds", "Unavailability windows (first failed or "
                                      "held command to first success)", registry=registry,
                                      buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60))
@@ -184,6 +191,8 @@ class Proxy:
         self._last: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._config_stamp = self._stamp()
         self.presence: Presence | None = None
+        self._reloaded = asyncio.Event()  # set (and replaced) each time a new route table is in force
+        self._flip_held = 0
         guard = config.cutover.guard
         self.guard = Guard(trip_after_s=guard.trip_after_s, hold_max_s=guard.hold_max_s, hold_max=guard.hold_max,
                            on_trip=self._tripped, on_window=self._window)
@@ -293,6 +302,8 @@ class Proxy:
         route, params = matched
         command, error = self._command(route, params, body, request.headers)
         headers[TOKEN_HEADER] = command.token or ""
+        if table.routing.hold and command.zone and _held(table, command.zone):
+            table = await self._until_released(command.zone)
         mode = table.mode(command.zone, route.command)
         guarded = mode in ("reverse", "new")
         if guarded and self.guard.tripped(command.zone, table.version):
@@ -326,6 +337,28 @@ class Proxy:
         if self._capture is not None:
             self._capture.write(command)
         return response
+
+    async def _until_released(self, zone: str) -> RouteTable:
+        """A flip of this zone is propagating: wait (bounded) for the route table that releases it."""
+        if self._flip_held >= self.config.cutover.guard.hold_max:
+            return self.table
+        self._flip_held += 1
+        self.metrics.flip_held.inc()
+        deadline = time.monotonic() + self.config.cutover.hold_during_flip_s
+        try:
+            while _held(self.table, zone):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("zone %s held for %.1f s without a new route table: released to the current one",
+                                zone, self.config.cutover.hold_during_flip_s)
+                    break
+                try:
+                    await asyncio.wait_for(self._reloaded.wait(), timeout=min(remaining, 0.05))
+                except asyncio.TimeoutError:
+                    pass
+            return self.table
+        finally:
+            self._flip_held -= 1
 
     @staticmethod
     def _new_mirror(command: Command, route: Route, primary: Target, request: web.Request, headers: CIMultiDict[str],
@@ -607,6 +640,8 @@ class Proxy:
         self.config = self.config.model_copy(update={"routes": config.routes, "routing": config.routing})
         self.table = table  # requests in flight keep the table they started with
         self.metrics.table_version.set(table.number)
+        self._reloaded.set()
+        self._reloaded = asyncio.Event()
         log.warning("route table %s in force", table.version)
         return True
 

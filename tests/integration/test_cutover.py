@@ -214,7 +214,7 @@ def test_the_new_engine_killed_after_the_flip_is_rolled_back_by_the_guard(tmp_pa
         finally:
             stop_processes(proxies)
         rolled = load_config(config).routing
-        assert rolled.zones[ZONE] == "shadow" and rolled.version == 2          # flip, then the guard's rollback
+        assert rolled.zones[ZONE] == "shadow" and rolled.version == 3  # hold, flip, then the guard's rollback
         catalogue = open_catalogue(load_config(config).store.url.reveal())
         try:
             entries = audit.entries(catalogue.engine)

@@ -125,3 +125,26 @@ def test_a_brief_failure_is_ridden_out_on_the_new_engine_without_a_trip(tmp_path
         assert load_config(tmp_path / "shadow.toml").routing.version == 0
 
     asyncio.run(scenario())
+
+
+def test_commands_of_a_zone_being_flipped_wait_for_the_new_route_table(tmp_path: Path) -> None:
+    legacy, new = Engine("legacy"), Engine("new")
+
+    async def scenario() -> None:
+        async with serving(legacy.app()) as legacy_url, serving(new.app()) as new_url:
+            proxy_config(legacy_url, new_url, tmp_path, reload_seconds=0.05)
+            source = tmp_path / "shadow.toml"
+            base = source.read_text()
+            source.write_text(base + '\n[routing]\nversion = 1\nhold = ["chi"]\n')
+            config = load_config(source)
+            async with running(config, sink=MemoryPairs()) as (proxy, url):
+                async with aiohttp.ClientSession() as session:
+                    held = asyncio.create_task(assign(session, url, "L-1"))
+                    await asyncio.sleep(0.3)
+                    assert not held.done()                                   # waiting for the flip's second phase
+                    source.write_text(base + '\n[routing]\nversion = 2\nzones = { chi = "reverse" }\n')
+                    status, body, _ = await held
+        assert status == 200 and json.loads(body)["served_by"] == "new"      # released to the new primary
+        assert proxy.metrics.flip_held._value.get() == 1
+
+    asyncio.run(scenario())

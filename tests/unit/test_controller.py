@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from cutover import registry
 from cutover.controller import Controller, actor_of
-from cutover.flip import flip_text
+from cutover.flip import flip_text, hold_text
+from cutover.routing import mode_for
 from rules.catalogue import Catalogue
 from shadow import audit
 from shadow.cli import app
@@ -49,10 +50,10 @@ def test_execute_flips_the_file_keeping_comments_and_records_it(path: Path, cata
     compare_into(arrivals(300), catalogue)
     plan = controller(path, catalogue).plan("chi", "reverse")
     result = controller(path, catalogue).execute(plan.id, wait_s=0.5)
-    assert not result.reverted and result.version.startswith("1-") and result.proxies == {}
+    assert not result.reverted and result.version.startswith("2-") and result.proxies == {}  # hold, then flip
     text = path.read_text()
     assert text.startswith("# the migration's config: comments stay") and 'chi = "reverse"' in text
-    assert load_config(path).routing.version == 1
+    assert load_config(path).routing.version == 2 and load_config(path).routing.hold == []
     flip = audit.entries(catalogue.engine, action="cutover.flip")[0]
     assert flip.actor == "dana" and flip.subject == "zone:chi" and flip.detail["diff"] == plan.diff
     assert all(TOKEN not in repr(e.to_dict()) and "s3cret" not in repr(e.to_dict())
@@ -110,7 +111,7 @@ def test_a_proxy_that_does_not_take_the_version_makes_the_flip_revert(path: Path
     result = controller(path, catalogue).execute(plan.id, wait_s=0.3)
     assert result.reverted and "stuck" in result.note
     config = load_config(path)
-    assert config.routing.version == 2 and config.routing.zones["chi"] == "shadow"
+    assert config.routing.version == 2 and mode_for(config.routing, "chi") == "shadow" and config.routing.hold == []
     assert audit.entries(catalogue.engine, action="cutover.revert")[0].detail["lagging"] == ["stuck"]
 
 
@@ -124,7 +125,7 @@ def test_rollback_restores_the_mode_before_the_last_flip(path: Path, catalogue: 
     back = controller(path, catalogue).rollback("chi", command="assign_load", wait_s=0.3)
     assert (back.from_mode, back.to_mode) == ("new", "shadow")
     config = load_config(path)
-    assert config.routing.version == 2 and config.routing.commands["assign_load"].zones["chi"] == "shadow"
+    assert config.routing.version == 4 and config.routing.commands["assign_load"].zones["chi"] == "shadow"
     status = controller(path, catalogue).status()
     assert status.modes["chi"]["assign_load"] == "shadow" and status.modes["nyc"]["assign_load"] == "reverse"
 
@@ -147,3 +148,12 @@ def test_flip_text_matches_zones_whatever_their_case() -> None:
     text = '[targets.legacy]\nurl = "http://a"\n[targets.new]\nurl = "http://b"\n[routing]\nzones = { CHI = "shadow" }\n'
     flip = flip_text(text, "chi", "reverse")
     assert 'CHI = "reverse"' in flip.new_text and "chi =" not in flip.new_text
+
+
+def test_a_hold_marks_the_zone_and_the_flip_releases_it() -> None:
+    text = '[targets.legacy]\nurl = "http://a"\n[targets.new]\nurl = "http://b"\n'
+    held = hold_text(text, "chi", hold=True)
+    assert 'hold = ["chi"]' in held and "version = 1" in held
+    assert hold_text(held, "CHI", hold=True) == held
+    flipped = flip_text(held, "chi", "reverse", release=True).new_text
+    assert "hold" not in flipped and "version = 2" in flipped and 'chi = "reverse"' in flipped
