@@ -21,7 +21,7 @@ from rules.rulefile import RuleSet, Verdict, load_rules, now_utc, parse_rule_fil
 from shadow import audit
 from shadow.errors import ShadowError
 
-__all__ = ["triage", "RulesTest", "test_rule_file"]
+__all__ = ["triage", "RulesTest", "test_rule_file", "rule_file_for", "suggested_rule_text", "preview_rule_text", "save_rule_text"]
 
 
 def _new_rule_document(quirk: Quirk) -> tomlkit.TOMLDocument:
@@ -127,3 +127,89 @@ def test_rule_file(catalogue: Catalogue, rules_folder: Path | None, candidate: P
                 report.verdicts.setdefault(quirk.id, "noise")
     report.closed.sort()
     return report
+
+
+# -- editing a quirk's rule file whole (the triage page's rule editor) ------------------------------
+
+# The normalisation a transition class usually gets, as TOML lines after `path = …`.
+_SUGGESTED_STEP = {
+    "trailing-whitespace": ["trim = true"], "leading-whitespace": ["trim = true"], "whitespace": ["trim = true"],
+    "case-only": ["casefold = true"], "null-vs-empty": ["null_equals_empty = true"],
+    "list-order": ["unordered = true"], "float-epsilon": ["tolerance = { relative = 1e-9 }"],
+    "rounding": ["tolerance = { absolute = 0.01 }"], "boolean-representation": ['coerce = "boolean"'],
+    "sub-second-precision": ["timestamp = { tolerance_ms = 1000 }"], "datetime-format": ["timestamp = {}"],
+    "timezone-shift": ['timestamp = { assume_timezone = "America/Chicago" }  # the zone legacy writes in'],
+}
+
+
+def rule_file_for(rules_folder: Path, quirk_id: str) -> Path:
+    """The file holding a quirk's verdict, or the one `triage` would create for it."""
+    return load_rules(rules_folder).file_for(quirk_id) or rules_folder / f"quirk-{quirk_id}.toml"
+
+
+def suggested_rule_text(quirk: Quirk) -> str:
+    """A starting point for a quirk that has no rule file yet: what it is, and the step its class usually gets,
+    commented out (a rule file changes comparisons only once someone means it to)."""
+    lines = tomlkit.dumps(_new_rule_document(quirk)).rstrip("\n").splitlines()
+    path = quirk.paths[0] if len(quirk.paths) == 1 else f"**.{quirk.field.rsplit('.', 1)[-1]}"
+    step = list(_SUGGESTED_STEP.get(quirk.transition, []))
+    if quirk.transition == "type-change" and quirk.example is not None:
+        step = [f'coerce = "{"number" if isinstance(quirk.example.new, (int, float)) else "string"}"']
+    if quirk.transition == "enum-mapping" and quirk.example is not None:
+        step = [f"value_map = {{ {tomlkit.string(str(quirk.example.legacy)).as_string()} = "
+                f"{tomlkit.string(str(quirk.example.new)).as_string()} }}  # one entry per legacy code"]
+    if step:
+        lines += ["", "# A normalisation this kind of difference usually gets: uncomment it to apply it.",
+                  "# [[normalise]]", f"# path = {tomlkit.string(path).as_string()}"] + [f"# {s}" for s in step]
+    return "\n".join(lines) + "\n"
+
+
+def _checked(text: str, quirk: Quirk, path: Path) -> None:
+    rule = parse_rule_file(text, path.name)
+    if rule.quirk is not None and rule.quirk.id != quirk.id:
+        raise ShadowError(f"{path.name}: [quirk] id {rule.quirk.id!r} is not this quirk ({quirk.id})",
+                          hint="a quirk's rule file holds that quirk's verdict only")
+
+
+def preview_rule_text(catalogue: Catalogue, rules_folder: Path, quirk_id: str, text: str) -> RulesTest:
+    """`test_rule_file` for text that would replace a quirk's rule file: what it would match and close. Writes
+    nothing in the rules folder."""
+    import tempfile
+
+    quirk = catalogue.quirk(quirk_id)
+    path = rule_file_for(rules_folder, quirk.id)
+    _checked(text, quirk, path)
+    with tempfile.TemporaryDirectory(prefix="shadow-rule-") as folder:
+        candidate = Path(folder) / path.name  # same name: it stands in for the current file
+        candidate.write_text(text, encoding="utf-8")
+        report = test_rule_file(catalogue, rules_folder, candidate)
+    report.file = str(path)
+    return report
+
+
+def save_rule_text(catalogue: Catalogue, rules_folder: Path, quirk_id: str, text: str, *, actor: str,
+                   note: str | None = None) -> Path:
+    """Replace a quirk's rule file with `text` (validated first), bring verdicts in line, and audit it.
+
+    Normalisation steps change comparisons from the next `shadow compare` (or `--recompute`) on.
+    """
+    if not actor.strip():
+        raise ShadowError("a rule change needs an actor", hint="who changed it")
+    quirk = catalogue.quirk(quirk_id)
+    path = rule_file_for(rules_folder, quirk.id)
+    _checked(text, quirk, path)
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    rules_folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    try:
+        catalogue.apply_rules(load_rules(rules_folder))
+    except ShadowError:
+        if before is None:
+            path.unlink()
+        else:
+            path.write_text(before, encoding="utf-8")
+        raise
+    audit.append(catalogue.engine, actor=actor, action="rule", subject=f"quirk:{quirk.id}",
+                 detail={"rule_file": path.name, "created": before is None, "note": note,
+                         "lines": len(text.splitlines())})
+    return path
