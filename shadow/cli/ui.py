@@ -19,11 +19,12 @@ from shadow.secrets import register_secret
 @app.command("ui")
 @handle_errors
 def ui(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption, rules: Optional[Path] = RulesOption,
-       host: Optional[str] = typer.Option(None, "--host", help="address to listen on (default [ui] host: 127.0.0.1, "
-                                                               "this machine only)"),
-       port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="port (default [ui] port: 8089)")) -> None:
+       host: Optional[str] = typer.Option(None, "--host", help="address to listen on (default: shadow.toml's \\[ui] "
+                                                               "host, else 127.0.0.1: this machine only)"),
+       port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="port (default: \\[ui] port, else 8089)")
+       ) -> None:
     """The triage page: filter the quirks, read their examples, decide them (reading needs no sign-in; deciding
-    needs the token from the environment variable [ui] token_env names, SHADOW_UI_TOKEN by default).
+    needs the token from the environment variable \\[ui] token_env names, SHADOW_UI_TOKEN by default).
 
     Examples:
       SHADOW_UI_TOKEN=$(openssl rand -hex 16) shadow ui --config shadow.toml
