@@ -177,14 +177,25 @@ def rules_test(rule_file: Path = typer.Argument(..., help="a new or changed rule
 @handle_errors
 def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                subject: Optional[str] = typer.Option(None, "--subject", help="e.g. quirk:2946f7e84c51"),
+               zone: Optional[str] = typer.Option(None, "--zone", help="a zone's flips, gates, guard decisions, "
+                                                                      "windows (subject zone:ZONE)"),
+               action: Optional[str] = typer.Option(None, "--action", help="e.g. cutover.flip, guard.window, verdict"),
                limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOption) -> None:
-    """The audit log, oldest first."""
+    """The audit log, oldest first: verdicts, plans, flips, refusals, rollbacks, guard decisions and windows.
+
+    Examples:
+      shadow audit list --zone chicago
+      shadow audit list --action cutover.flip --json
+    """
     from rules.catalogue import open_catalogue
     from shadow import audit
 
+    if zone and subject:
+        raise ShadowError("give --zone or --subject, not both")
     catalogue = open_catalogue(store_url(config, store))
     try:
-        found = audit.entries(catalogue.engine, subject=subject, limit=limit)
+        found = audit.entries(catalogue.engine, subject=f"zone:{zone}" if zone else subject, action=action,
+                              limit=limit)
     finally:
         catalogue.close()
     if as_json:
@@ -194,8 +205,9 @@ def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = Sto
     for column in ("seq", "when", "who", "what", "subject", "detail"):
         table.add_column(column, overflow="fold")
     for e in found:
+        detail = json.dumps(e.detail, ensure_ascii=False)
         table.add_row(str(e.seq), render_when(e.at), e.actor, e.action, e.subject,
-                      json.dumps(e.detail, ensure_ascii=False))
+                      detail if len(detail) <= 240 else detail[:239] + "… (--json for all)")
     out.print(table)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from rules.triage import triage
@@ -32,6 +34,31 @@ def test_a_deleted_entry_breaks_the_chain_after_it(catalogue) -> None:
     with catalogue.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 2"))
     assert audit.verify(catalogue.engine) == (False, 3, 2)
+
+
+def test_reordered_entries_break_the_chain_at_the_first_moved_one(catalogue) -> None:
+    for i in range(5):
+        audit.append(catalogue.engine, actor="guard", action="guard.window", subject="zone:chi", detail={"n": i})
+    with catalogue.engine.begin() as conn:  # swap entries 2 and 4, each row intact
+        conn.execute(sa.text("UPDATE audit_log SET seq = 100 WHERE seq = 2"))
+        conn.execute(sa.text("UPDATE audit_log SET seq = 2 WHERE seq = 4"))
+        conn.execute(sa.text("UPDATE audit_log SET seq = 4 WHERE seq = 100"))
+    assert audit.verify(catalogue.engine) == (False, 2, 2)
+
+
+def test_audit_list_by_zone_and_action(catalogue) -> None:
+    from typer.testing import CliRunner
+
+    from shadow.cli import app
+
+    audit.append(catalogue.engine, actor="lee", action="cutover.flip", subject="zone:chi", detail={"to": "reverse"})
+    audit.append(catalogue.engine, actor="guard", action="guard.window", subject="zone:chi", detail={"seconds": 3.1})
+    audit.append(catalogue.engine, actor="lee", action="cutover.flip", subject="zone:nyc", detail={"to": "reverse"})
+    store = catalogue.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(app, ["audit", "list", "--store", store, "--zone", "chi", "--json"])
+    assert [e["action"] for e in json.loads(result.stdout)] == ["cutover.flip", "guard.window"]
+    result = CliRunner().invoke(app, ["audit", "list", "--store", store, "--action", "cutover.flip", "--json"])
+    assert [e["subject"] for e in json.loads(result.stdout)] == ["zone:chi", "zone:nyc"]
 
 
 def test_triage_records_who_changed_which_verdict(catalogue, tmp_path) -> None:
