@@ -33,6 +33,7 @@ from shadow import audit
 from shadow.config import load_config
 from shadow.demo.run import demo_config_text, free_port, reference_processes, stop_processes
 from shadow.demo.trace import generate_trace
+from shadow.errors import ShadowError
 
 pytestmark = pytest.mark.integration
 TOKEN = "release:cutover-test-token"
@@ -184,6 +185,16 @@ def test_a_flip_to_reverse_reaches_all_three_proxies_and_nothing_is_lost_or_doub
         assert all(assignments[load] == 1 for load in assigned)               # ...assigned exactly once
         assert all(n == 1 for n in assignments.values())
         assert all(new_has(new, load) for load in created)                    # and present in the new engine
+        catalogue = open_catalogue(load_config(config).store.url.reveal())
+        try:  # (d) a zone the catalogue has no pair for: its gates fail, execute refuses, the file stays
+            controller = Controller(config, catalogue, actor="release", token=TOKEN)
+            plan = controller.plan("sea", "reverse")
+            before = config.read_text()
+            with pytest.raises(ShadowError, match="gate\\(s\\) fail"):
+                controller.execute(plan.id)
+            assert config.read_text() == before and not plan.gates_pass
+        finally:
+            catalogue.close()
         reversed_zone = [r for r in results if r["zone"] == ZONE and r["kind"] == "create_load"]
         assert reversed_zone and {r["status"] for r in reversed_zone} <= {200, 201}
         with urllib.request.urlopen(f"{new}/loads/{reversed_zone[-1]['load']}") as resp:
