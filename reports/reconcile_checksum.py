@@ -112,9 +112,15 @@ def checksum(plan: "Plan", run: "_Run", stream: Callable[..., None], *, buckets:
                     differing.append((start, end, max(a[0], b[0])))
             # Differences spread over most buckets: splitting further would only scan the rows again.
             spread = len(differing) > buckets // 2 * len(level)
+            reads: list[tuple[int, int]] = []
             for start, end, rows in differing:
                 if rows <= leaf or end - start <= buckets or spread:
-                    stream(plan, run, (start, end))
+                    if reads and reads[-1][1] == start:
+                        reads[-1] = (reads[-1][0], end)  # adjacent ranges: one sorted read, not several
+                    else:
+                        reads.append((start, end))
                 else:
                     following.append((start, end))
+            for key_range in reads:
+                stream(plan, run, key_range)
             level = following

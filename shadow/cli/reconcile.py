@@ -18,7 +18,7 @@ from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOptio
 
 @app.command("reconcile")
 @handle_errors
-def reconcile_cmd(table: str = typer.Option(..., "--table", "-t", help="a table configured as [tables.<name>]"),
+def reconcile_cmd(table: str = typer.Option(..., "--table", "-t", help="a table configured as \\[tables.NAME] in shadow.toml"),
                   where: Optional[str] = typer.Option(None, "--where",
                                                       help="SQL condition on both sides, overriding the config's"),
                   method: Optional[str] = typer.Option(None, "--method",

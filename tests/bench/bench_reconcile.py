@@ -132,7 +132,7 @@ def run_pandas(legacy_path: str, new_url: str, rows: int) -> dict:
             "peak_mib": _peak_mib()}
 
 
-def run_reladiff(pg_url: str) -> dict:
+def run_reladiff(pg_url: str, algorithm: str, rows: str) -> dict:
     import reladiff
 
     from urllib.parse import parse_qs, urlsplit
@@ -145,11 +145,11 @@ def run_reladiff(pg_url: str) -> dict:
         "status", "weight_kg", "zone", "driver_name", "price"))
     right = reladiff.connect_to_table(uri, "loads", "load_id", extra_columns=(
         "status", "weight_kg", "zone", "driver_name", "price"))
-    found = list(reladiff.diff_tables(left, right))
+    found = list(reladiff.diff_tables(left, right, algorithm=algorithm))
     seconds = time.perf_counter() - started
     minus = {row[1][0] for row in found if row[0] == "-"}
     plus = {row[1][0] for row in found if row[0] == "+"}
-    return {"seconds": seconds, "rows": None, "only_legacy": len(minus - plus), "only_new": len(plus - minus),
+    return {"seconds": seconds, "rows": int(rows), "only_legacy": len(minus - plus), "only_new": len(plus - minus),
             "differing": len(minus & plus), "peak_mib": _peak_mib()}
 
 
@@ -221,8 +221,11 @@ def main(n: int = 10_000_000, pandas_rows: int = 2_000_000) -> dict:
             for method in ("stream", "checksum"):
                 figures[f"pg_{method}"] = _child("shadow", str(pg_config), method)
                 _line(f"shadow reconcile ({method})", figures[f"pg_{method}"])
-            figures["reladiff"] = _child("reladiff", pg_url)
-            _line("reladiff", figures["reladiff"])
+            # Both tables in one database: reladiff's default (joindiff) does a FULL OUTER JOIN inside Postgres;
+            # hashdiff is data-diff's checksum-and-bisect method, the like-for-like peer of method = "checksum".
+            for algorithm in ("joindiff", "hashdiff"):
+                figures[f"reladiff_{algorithm}"] = _child("reladiff", pg_url, algorithm, str(n))
+                _line(f"reladiff ({algorithm})", figures[f"reladiff_{algorithm}"])
             return figures
         finally:
             server.cleanup()
