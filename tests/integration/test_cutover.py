@@ -123,6 +123,14 @@ async def traffic(urls: list[str], loads: int, rate: float) -> list[dict[str, An
     return results
 
 
+def assert_no_secret_logged(workdir: Path) -> None:
+    """Neither the admin token nor its secret part is in any proxy's log."""
+    secret = TOKEN.split(":", 1)[1]
+    for log in workdir.glob("proxy-*.log"):
+        text = log.read_text(errors="replace")
+        assert TOKEN not in text and secret not in text, log
+
+
 def legacy_counts(workdir: Path) -> tuple[Counter[str], Counter[str]]:
     with sqlite3.connect(workdir / "legacy.sqlite") as db:
         loads = Counter(load for (load,) in db.execute("SELECT load_id FROM loads"))
@@ -169,6 +177,7 @@ def test_a_flip_to_reverse_reaches_all_three_proxies_and_nothing_is_lost_or_doub
             thread.join()
         finally:
             stop_processes(proxies)  # SIGTERM: each drains its mirrors first
+        assert_no_secret_logged(tmp_path)
         execution = flip["execution"]
         print(f"\nflip to reverse: version {execution.version} on {len(execution.proxies)} proxies in "
               f"{execution.propagation_s:.2f} s")
@@ -224,6 +233,7 @@ def test_the_new_engine_killed_after_the_flip_is_rolled_back_by_the_guard(tmp_pa
             killer.join()
         finally:
             stop_processes(proxies)
+        assert_no_secret_logged(tmp_path)
         rolled = load_config(config).routing
         assert rolled.zones[ZONE] == "shadow" and rolled.version == 3  # hold, flip, then the guard's rollback
         catalogue = open_catalogue(load_config(config).store.url.reveal())
