@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cutover.routing import mode_for
 from reports.query import Scope, error_counts, latency
 from rules.catalogue import Catalogue
+from rules.compare import RECONCILE
 from rules.schema import differences, pair_hours, pair_results, quirk_hours, quirks
 from shadow.config import Config, GateConfig
 
@@ -52,7 +53,7 @@ def _commands(conn: sa.Connection, config: Config, zone: str, command: str | Non
     if declared:
         return declared
     return sorted(c for (c,) in conn.execute(sa.select(sa.distinct(pair_hours.c.command)).where(
-        pair_hours.c.zone == zone, pair_hours.c.pairs > 0, ~pair_hours.c.command.startswith("reconcile:"))))
+        pair_hours.c.zone == zone, pair_hours.c.pairs > 0, ~pair_hours.c.command.startswith(RECONCILE))))
 
 
 def _last_pairs(conn: sa.Connection, zone: str, command: str, n: int) -> tuple[int, int, datetime | None]:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rules.catalogue import Catalogue, Quirk
+from rules.compare import RECONCILE
 from rules.rollups import TARGETS, bin_bounds
 from rules.schema import differences, latency_hours, pair_hours, pair_results, quirk_hours, quirks
 from shadow.errors import InputError
@@ -25,7 +26,7 @@ __all__ = ["Scope", "MatchRate", "Latency", "QuirkLine", "TimePoint", "Report", 
 
 # Reconciliation files its rows as pairs of kind `reconcile:<table>`: their quirks are listed like any
 # other, but they are table rows, not traffic, so match rates and latencies leave them out.
-RECONCILE_PREFIX = "reconcile:"
+RECONCILE_PREFIX = RECONCILE
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -40,7 +40,7 @@ from adapters.sql import canonical_row
 from reports.reconcile_merge import Column, Encoder, Window, equal_columns, merge_windows
 from reports.reconcile_read import Side, count_sql, open_side, python_value, select_sql
 from rules.catalogue import Catalogue, IngestStats
-from rules.compare import Comparator, PairResult, fingerprint_id, quirk_field, quirk_id
+from rules.compare import RECONCILE, Comparator, PairResult, fingerprint_id, quirk_field, quirk_id
 from rules.normalise import Normaliser
 from rules.paths import parse_path
 from rules.rulefile import load_rules
@@ -51,7 +51,7 @@ from shadow.model import Command, Outcome, Pair, Status, Target
 
 __all__ = ["ReconcileResult", "ColumnDifferences", "reconcile_table", "reconcile_token", "KIND_PREFIX"]
 
-KIND_PREFIX = "reconcile:"
+KIND_PREFIX = RECONCILE
 _EXAMPLES = 5
 _STORE_EVERY = 2000
 

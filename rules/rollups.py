@@ -16,8 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from rules.compare import PairResult
-from rules.paths import field_of
+from rules.compare import PairResult, quirk_field
 from rules.schema import fingerprints, latency_hours, pair_hours, quirk_hours, quirk_zones, quirks
 
 __all__ = ["Rollup", "Contribution", "HourlyRollups", "latency_bin", "bin_bounds", "hour_of", "move_rollups", "json_text",
@@ -184,7 +183,7 @@ def move_rollups(conn: Connection, insert: Callable[[sa.Table], Any], new: Itera
                 "fingerprint": d.fingerprint, "quirk": d.quirk, "command": r.command, "pattern": d.pattern,
                 "change": d.change, "transition": d.transition}, when=when)
             by_quirk.add((d.quirk,), 1, int(new_quirk), row={
-                "id": d.quirk, "field": field_of(d.pattern), "change": d.change, "transition": d.transition,
+                "id": d.quirk, "field": quirk_field(r.command, d.pattern), "change": d.change, "transition": d.transition,
                 "example_token": r.token, "example_command": r.command, "example_path": d.path,
                 "example_legacy": json_text(d.legacy), "example_new": json_text(d.new), "verdict": "open"}, when=when)
             by_zone.add((d.quirk, zone), 1, int(new_quirk), row={"quirk": d.quirk, "zone": zone})

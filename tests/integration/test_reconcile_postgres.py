@@ -65,8 +65,9 @@ def test_sqlite_against_postgres_finds_exactly_the_planted_differences(tmp_path:
     assert result.only_legacy_examples == [{"load_id": 77}] and result.only_new_examples == [{"load_id": 9001}]
     assert {name: dict(c.transitions) for name, c in result.columns.items()} == \
         {"status": {"value": 1}, "note": {"null-vs-empty": 1}}  # padding (123) trimmed by the rule, 12.00 = 12
-    assert sorted((q.field, q.transition) for q in quirks) == [("@state", "absent"), ("@state", "absent"),
-                                                               ("note", "null-vs-empty"), ("status", "value")]
+    assert sorted((q.field, q.transition) for q in quirks) == [("loads.@state", "absent"), ("loads.@state", "absent"),
+                                                               ("loads.note", "null-vs-empty"),
+                                                               ("loads.status", "value")]
     assert (hashlib.sha256(legacy.read_bytes()).hexdigest(), pg_dump(engine, table)) == before
     engine.dispose()
 

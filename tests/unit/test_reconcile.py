@@ -168,8 +168,8 @@ def test_differences_are_filed_as_reconcile_quirks_and_rerunning_replaces_them(t
     try:
         first = reconcile_table(tables.config, "loads", catalogue=catalogue)
         quirks = catalogue.quirks(command="reconcile:loads")
-        assert sorted((q.field, q.change) for q in quirks) == [("@state", "added"), ("@state", "removed"),
-                                                                ("note", "type"), ("status", "changed")]
+        assert sorted((q.field, q.change) for q in quirks) == [("loads.@state", "added"), ("loads.@state", "removed"),
+                                                                ("loads.note", "type"), ("loads.status", "changed")]
         assert sum(q.differences for q in quirks) == 4
         assert first.stored is not None and first.stored.pairs == 4
         again = reconcile_table(tables.config, "loads", catalogue=catalogue)
@@ -179,7 +179,7 @@ def test_differences_are_filed_as_reconcile_quirks_and_rerunning_replaces_them(t
             conn.execute("UPDATE loads SET status = 'assigned' WHERE load_id = 41")
         fixed = reconcile_table(tables.config, "loads", catalogue=catalogue)
         assert fixed.differing == 1 and fixed.recovered == 1
-        assert {q.field for q in catalogue.quirks(command="reconcile:loads")} == {"note", "@state"}
+        assert {q.field for q in catalogue.quirks(command="reconcile:loads")} == {"loads.note", "loads.@state"}
     finally:
         catalogue.close()
 
