@@ -23,20 +23,22 @@ import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
 from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
 from cutover.routing import RouteTable, mirrors, primary_of
-from shadow.guard import Guard, Window
-from shadow.presence import Presence
 from rules.compare import Comparator
 from rules.normalise import Normaliser
 from rules.rulefile import load_rules
 from shadow.config import Config, Route, load_config, path_params
 from shadow.errors import ShadowError
+from shadow.guard import Guard
+from shadow.metrics import ProxyMetrics
+from shadow.presence import Presence
+from shadow.proxy_guard import GuardedZones, failed_outcome, held
 from shadow.model import Command, Outcome, Pair, Status, Target, new_token, utcnow
 from shadow.replay import RouteStateReader, read_state, settle_new_state, states_equal
 from shadow.secrets import mask_url
@@ -57,67 +59,11 @@ _DROP = HOP_BY_HOP | _RECOMPUTED
 _NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
-def _held(table: RouteTable, zone: str) -> bool:
-    wanted = zone.casefold()
-    return any(z.casefold() == wanted for z in table.routing.hold)
-
-
-def _failed(outcome: Outcome) -> bool:
-    """The target did not do its job: no answer, unreachable, or a 5xx (a 4xx is the target's own decision)."""
-    return outcome.status is Status.TIMEOUT or (outcome.status is Status.ERROR and
-                                                (outcome.http_status is None or outcome.http_status >= 500))
-
-
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """Headers without hop-by-hop fields (and without Host and Content-Length, set anew)."""
     connection = headers.get("Connection")
     drop = _DROP | {v.strip().lower() for v in connection.split(",")} if connection else _DROP
     return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
-
-
-class ProxyMetrics:
-    """What `GET /-/metrics` shows, in a registry of the proxy's own."""
-
-    def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry()
-        self.requests = Counter("shadow_proxy_requests", "Requests received, by what the route table made of them",
-                                ["kind"], registry=registry)
-        self.mirrored = Counter("shadow_proxy_mirrored", "Commands sent to the shadow target", registry=registry)
-        self.dropped = Counter("shadow_proxy_mirror_dropped", "Mirrors not sent, by reason", ["reason"],
-                               registry=registry)
-        self.sampled_out = Counter("shadow_proxy_mirror_sampled_out", "Commands not mirrored by a route's sample rate",
-                                   registry=registry)
-        self.shadow_outcomes = Counter("shadow_proxy_shadow_outcomes", "Shadow answers by status", ["status"],
-                                       registry=registry)
-        self.primary_latency = Histogram("shadow_proxy_primary_latency_seconds", "Primary round trip",
-                                         registry=registry, buckets=_BUCKETS)
-        self.shadow_latency = Histogram("shadow_proxy_shadow_latency_seconds", "Shadow round trip",
-                                        registry=registry, buckets=_BUCKETS)
-        self.compared = Counter("shadow_proxy_pairs_compared", "Pairs compared inline, by result", ["result"],
-                                registry=registry)
-        self.match_rate = Gauge("shadow_proxy_match_rate", "Matched / compared pairs since start", registry=registry)
-        self.too_large = Counter("shadow_proxy_body_too_large", "Requests answered 413", registry=registry)
-        self.parse_errors = Counter("shadow_proxy_parse_errors", "Command bodies that were not JSON", registry=registry)
-        self.primary_errors = Counter("shadow_proxy_primary_unreachable", "Requests answered 502/504 by the proxy",
-                                      registry=registry)
-        self.table_version = Gauge("shadow_proxy_route_table_version", "Route-table version number in force",
-                                   registry=registry)
-        self.held = Counter("shadow_proxy_guard_held", "Commands held by the guard, by how the hold ended",
-                            ["resolution"], registry=registry)
-        self.trips = Counter("shadow_proxy_guard_trips", "Zones the guard switched back to legacy", registry=registry)
-        self.flip_held = Counter("shadow_proxy_flip_held", "Commands held while a flip of their zone propagated",
-                                 registry=registry)
-        self.unavailable = Histogram("shadow_proxy_unavailability_seconds", "Unavailability windows (first failed or "
-                                     "held command to first success)", registry=registry,
-                                     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60))
-        self.queue_depth = Gauge("shadow_proxy_mirror_queue_depth", "Mirrors waiting", registry=registry)
-        # Children looked up once: labels() costs a few microseconds per call on the hot path.
-        self.commands = self.requests.labels("command")
-        self.unmatched = self.requests.labels("unmatched")
-        self.by_status = {status: self.shadow_outcomes.labels(status.value) for status in Status}
-
-
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass
@@ -166,7 +112,7 @@ class _HttpReadBack:
         """The session is the proxy's."""
 
 
-class Proxy:
+class Proxy(GuardedZones):
     """One proxy process: an aiohttp application with its mirror workers and route table."""
 
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
@@ -302,7 +248,7 @@ class Proxy:
         route, params = matched
         command, error = self._command(route, params, body, request.headers)
         headers[TOKEN_HEADER] = command.token or ""
-        if table.routing.hold and command.zone and _held(table, command.zone):
+        if table.routing.hold and command.zone and held(table, command.zone):
             table = await self._until_released(command.zone)
         mode = table.mode(command.zone, route.command)
         guarded = mode in ("reverse", "new")
@@ -322,7 +268,7 @@ class Proxy:
         response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
         if guarded:
             response, outcome, primary = await self._guarded(command.zone, request, headers, body, response, outcome)
-        elif self.guard.zones and not _failed(outcome):
+        elif self.guard.zones and not failed_outcome(outcome):
             self.guard.succeeded(command.zone)  # closes a window the guard's trip left open
         if mirrored and mirror is None:
             mirror = self._new_mirror(command, route, primary, request, headers, body, error)
@@ -338,109 +284,11 @@ class Proxy:
             self._capture.write(command)
         return response
 
-    async def _until_released(self, zone: str) -> RouteTable:
-        """A flip of this zone is propagating: wait (bounded) for the route table that releases it."""
-        if self._flip_held >= self.config.cutover.guard.hold_max:
-            return self.table
-        self._flip_held += 1
-        self.metrics.flip_held.inc()
-        deadline = time.monotonic() + self.config.cutover.hold_during_flip_s
-        try:
-            while _held(self.table, zone):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("zone %s held for %.1f s without a new route table: released to the current one",
-                                zone, self.config.cutover.hold_during_flip_s)
-                    break
-                try:
-                    await asyncio.wait_for(self._reloaded.wait(), timeout=min(remaining, 0.05))
-                except asyncio.TimeoutError:
-                    pass
-            return self.table
-        finally:
-            self._flip_held -= 1
-
     @staticmethod
     def _new_mirror(command: Command, route: Route, primary: Target, request: web.Request, headers: CIMultiDict[str],
                     body: bytes, error: str | None) -> _Mirror:
         return _Mirror(command, route, primary, primary.other, request.method, request.path_qs, headers, body,
                        asyncio.get_running_loop().create_future(), error)
-
-    async def _guarded(self, zone: str | None, request: web.Request, headers: CIMultiDict[str], body: bytes,
-                       response: web.Response, outcome: Outcome) -> tuple[web.Response, Outcome, Target]:
-        """The new primary's answer; when it failed, held until the zone resolves, then retried (same token)."""
-        primary = Target.NEW
-        while _failed(outcome) and primary is Target.NEW:
-            self.guard.failed(zone, self.table.version)
-            resolution = await self.guard.hold(zone, lambda: self.table.version)
-            self.metrics.held.labels(resolution).inc()
-            if resolution == "tripped":
-                primary = Target.LEGACY
-            elif resolution != "recovered":
-                return response, outcome, primary  # held as long as allowed: the caller gets the failure
-            response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
-        if not _failed(outcome):
-            self.guard.succeeded(zone)
-        return response, outcome, primary
-
-    def _tripped(self, zone: str) -> None:
-        """The guard switched a zone back to legacy here; write it to shadow.toml so every proxy follows."""
-        self.metrics.trips.inc()
-        log.error("guard: zone %s failing on the new engine for %.1f s: legacy is primary again",
-                  zone or "(none)", self.config.cutover.guard.trip_after_s)
-        if self.config.source is None or self.presence is None or self.presence.engine is None:
-            return
-        from cutover.controller import guard_rollback
-
-        detail = {"instance": self.presence.instance, "trip_after_s": self.config.cutover.guard.trip_after_s,
-                  "from_version": self.table.version}
-        task = asyncio.get_running_loop().run_in_executor(None, guard_rollback, Path(self.config.source), zone,
-                                                          self.presence.engine, detail)
-        task.add_done_callback(lambda f: f.exception() and log.error("guard rollback of %s not written: %s",
-                                                                     zone, f.exception()))
-
-    def _window(self, window: Window) -> None:
-        seconds = window.seconds or 0.0
-        self.metrics.unavailable.observe(seconds)
-        log.warning("zone %s unavailable for %.2f s (%d command(s) held%s)", window.zone or "(none)", seconds,
-                    window.held, ", guard tripped" if window.tripped else "")
-        if self.presence is not None and self.presence.engine is not None:
-            from shadow import audit
-
-            asyncio.get_running_loop().run_in_executor(None, lambda: audit.append(
-                self.presence.engine, actor=self.presence.instance, action="guard.window",  # type: ignore[union-attr]
-                subject=f"zone:{window.zone}", detail=window.to_dict()))
-
-    async def _probe(self) -> None:
-        """Probe the new engine's health while it is primary somewhere; zones failing long enough trip."""
-        interval = self.config.cutover.guard.probe_interval_s
-        target = self.config.targets["new"]
-        timeout = aiohttp.ClientTimeout(total=max(interval * 4, 0.5))
-        while True:
-            await asyncio.sleep(interval)
-            table = self.table
-            zones = [z for z in self._guarded_zones(table) if not self.guard.tripped(z, table.version)]
-            if not zones or self._session is None:
-                continue
-            try:
-                async with self._session.get(target.url + target.health, timeout=timeout) as answer:
-                    healthy = answer.status < 500
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                healthy = False
-            for zone in zones:
-                if healthy:
-                    self.guard.probe_ok(zone)
-                else:
-                    self.guard.failed(zone, table.version, command=False)
-            self.guard.check_all(table.version)
-
-    def _guarded_zones(self, table: RouteTable) -> list[str]:
-        routing = table.routing
-        zones = set(routing.zones) | set(self.guard.zones)
-        for own in routing.commands.values():
-            zones |= set(own.zones)
-        kinds = [None, *routing.commands]
-        return sorted(z for z in zones if any(table.mode(z, k) in ("reverse", "new") for k in kinds))
 
     async def _body(self, request: web.Request) -> bytes | None:
         limit = self.config.proxy.max_body
