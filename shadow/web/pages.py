@@ -232,6 +232,7 @@ def quirk_page(catalogue: Catalogue, rules_folder: Path, quirk_id: str, query: L
     stored = catalogue.pairs_by_token([e.token for e in quirk.examples])
     buckets, step, unit = _buckets(catalogue.hour_span())
     values = _spark_values(buckets, step, catalogue.timelines([quirk.id]).get(quirk.id, []))
+    window = f"{buckets[0]:%Y-%m-%d %H:%M} – {buckets[-1] + step:%Y-%m-%d %H:%M} UTC" if buckets else ""
     path = rule_file_for(rules_folder, quirk.id)
     rule_text = path.read_text(encoding="utf-8") if path.exists() else None
     history = audit.entries(catalogue.engine, subject=f"quirk:{quirk.id}")
@@ -241,6 +242,7 @@ def quirk_page(catalogue: Catalogue, rules_folder: Path, quirk_id: str, query: L
         "explanation": words_html(EXPLANATIONS.get(quirk.transition, "")),
         "zones": sorted(quirk.zones.items(), key=lambda kv: (-kv[1], kv[0])),
         "spark": charts.sparkline(values, label=f"differences per {unit}", width=480, height=48), "unit": unit,
+        "window": window,
         "examples": [_example(quirk, e, *stored.get(e.token, ({}, None))) for e in quirk.examples],
         "rule": {"name": path.name, "text": rule_text, "exists": rule_text is not None,
                  "draft": rule_text if rule_text is not None else suggested_rule_text(quirk)},
