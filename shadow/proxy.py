@@ -26,6 +26,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
+from adapters.http1 import Http1Pool, Http1Response
 from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
@@ -57,6 +58,10 @@ _RECOMPUTED = frozenset({"host", "content-length"})
 _DROP = HOP_BY_HOP | _RECOMPUTED
 # The caller's own headers are forwarded as they came; the client adds none of its own.
 _NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    return CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
 
 
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -127,6 +132,7 @@ class Proxy(GuardedZones):
         self._sink = sink
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._pools: dict[Target, Http1Pool] = {}
         self._readers: dict[Target, RouteStateReader] = {}
         self._normaliser = Normaliser()
         self._timeouts: dict[Target, aiohttp.ClientTimeout] = {}
@@ -168,6 +174,9 @@ class Proxy(GuardedZones):
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               cookie_jar=aiohttp.DummyCookieJar())
         self._timeouts = {t: aiohttp.ClientTimeout(total=self.config.targets[t.value].timeout) for t in Target}
+        # The hot path's two upstream requests per command go through the lean client where it applies (http://).
+        self._pools = {t: Http1Pool(self.config.targets[t.value].url) for t in Target
+                       if self.config.targets[t.value].url.startswith("http://")}
         if self._sink is None:
             self._sink = self._default_sink()
         if self._capture_path is not None:
@@ -223,6 +232,8 @@ class Proxy(GuardedZones):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for reader in self._readers.values():
             await reader.close()
+        for pool in self._pools.values():
+            pool.close()
         if self._session is not None:
             await self._session.close()
         if self._sink is not None:
@@ -316,29 +327,39 @@ class Proxy(GuardedZones):
                           token=headers.get(TOKEN_HEADER) or new_token(), received_at=utcnow())
         return command, error
 
+    async def _send(self, target: Target, method: str, path_qs: str, headers: CIMultiDict[str],
+                    body: bytes) -> Http1Response:
+        """One request to an upstream: the lean pooled client for http://, aiohttp's for anything else."""
+        pool = self._pools.get(target)
+        timeout = self.config.targets[target.value].timeout
+        if pool is not None:
+            return await pool.request(method, path_qs, headers.items(), body, timeout)
+        assert self._session is not None
+        async with self._session.request(method, self.config.targets[target.value].url + path_qs, headers=headers,
+                                         data=body or None, allow_redirects=False, timeout=self._timeouts[target],
+                                         skip_auto_headers=_NO_AUTO) as upstream:
+            return Http1Response(upstream.status, upstream.reason or "", list(upstream.raw_headers),
+                                 await upstream.read())
+
     async def _forward(self, target: Target, method: str, path_qs: str, headers: CIMultiDict[str],
                        body: bytes) -> tuple[web.Response, Outcome]:
         config = self.config.targets[target.value]
-        url = config.url + path_qs
-        assert self._session is not None
         started = time.perf_counter()
         try:
-            async with self._session.request(method, url, headers=headers, data=body or None, allow_redirects=False,
-                                             timeout=self._timeouts[target], skip_auto_headers=_NO_AUTO) as upstream:
-                raw = await upstream.read()
-                seconds = time.perf_counter() - started
-                response = web.Response(status=upstream.status, reason=upstream.reason, body=raw,
-                                        headers=forwardable(upstream.headers))
-                status = Status.OK if upstream.status < 400 else Status.ERROR
-                outcome = Outcome(target=target, status=status, http_status=upstream.status,
-                                  response=decode_body(raw), latency_ms=seconds * 1000)
+            upstream = await self._send(target, method, path_qs, headers, body)
+            seconds = time.perf_counter() - started
+            response = web.Response(status=upstream.status, reason=upstream.reason or None, body=upstream.body,
+                                    headers=forwardable(_header_dict(upstream.headers)))
+            status = Status.OK if upstream.status < 400 else Status.ERROR
+            outcome = Outcome(target=target, status=status, http_status=upstream.status,
+                              response=decode_body(upstream.body), latency_ms=seconds * 1000)
         except asyncio.TimeoutError:
             seconds = time.perf_counter() - started
             self.metrics.primary_errors.inc()
             message = f"primary {target.value} gave no answer within {config.timeout:g}s"
             response = web.json_response({"error": message}, status=504)
             outcome = Outcome(target=target, status=Status.TIMEOUT, error=message, latency_ms=seconds * 1000)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             seconds = time.perf_counter() - started
             self.metrics.primary_errors.inc()
             message = f"primary {target.value} at {mask_url(config.url)} cannot be reached: {type(exc).__name__}"
@@ -409,17 +430,13 @@ class Proxy(GuardedZones):
 
     async def _send_shadow(self, mirror: _Mirror, headers: CIMultiDict[str]) -> tuple[int | None, Outcome]:
         config = self.config.targets[mirror.shadow.value]
-        assert self._session is not None
         self.metrics.mirrored.inc()
         started = time.perf_counter()
         try:
-            async with self._session.request(mirror.method, config.url + mirror.path_qs, headers=headers,
-                                             data=mirror.body or None, allow_redirects=False,
-                                             timeout=self._timeouts[mirror.shadow], skip_auto_headers=_NO_AUTO) as upstream:
-                raw = await upstream.read()
-                status = Status.OK if upstream.status < 400 else Status.ERROR
-                outcome = Outcome(target=mirror.shadow, status=status, http_status=upstream.status,
-                                  response=decode_body(raw), latency_ms=(time.perf_counter() - started) * 1000)
+            upstream = await self._send(mirror.shadow, mirror.method, mirror.path_qs, headers, mirror.body)
+            status = Status.OK if upstream.status < 400 else Status.ERROR
+            outcome = Outcome(target=mirror.shadow, status=status, http_status=upstream.status,
+                              response=decode_body(upstream.body), latency_ms=(time.perf_counter() - started) * 1000)
         except asyncio.TimeoutError:
             outcome = Outcome(target=mirror.shadow, status=Status.TIMEOUT,
                               error=f"no answer within {config.timeout:g}s",
