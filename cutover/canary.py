@@ -9,14 +9,18 @@ halts. Progress is persisted in `canary_progress` after every transition, so a
 restarted run resumes where it stopped, including the rest of an interrupted
 soak. Every decision is appended to the audit log.
 
-Rules (README, "Canary plans"):
+Rules (also in the README, "Canary plans"):
 - The first step the canary flips in a zone must pass the gates. A later step
   of the same zone may go through failing gates, forced and recorded, only on
   the evidence of the soak it just passed (`gates = "every-step"`: never).
 - A zone already in a step's mode is soaked in place (not flipped); a zone
   beyond it skips the step.
+- A soak is judged on the pairs received in [flip, flip + soak]: rates once
+  `min_pairs` are in (a breach halts at once), too few pairs at the end is a
+  breach, after `settle_seconds` for late pairs to reach the catalogue.
 - A soak in `new` is watched, not measured: nothing is mirrored there, so there
-  is no pair; the zone must stay in `new` for the soak time.
+  is no pair; the zone must stay in `new` for the soak time (a guard's rollback
+  rewrites shadow.toml, which halts the plan).
 - A zone whose mode changes under a soak (the guard or a person) halts the plan
   and is left as it is.
 - A halted plan resumes only when asked (`resume_after_halt`); it retries the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
 import sqlalchemy as sa
@@ -49,7 +53,10 @@ __all__ = ["CanaryPlan", "CanaryStep", "CanaryRun", "CanaryEvent", "CanaryOutcom
            "SystemClock", "load_plan", "parse_plan", "progress_of", "all_progress"]
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 3  # plan + execute tries when live traffic moved a gate figure in between
+# Plan + execute tries: under live traffic the gate figures (the newest pair's time, the error rate's pair count)
+# move between plan and execute, and the controller refuses a plan whose figures moved. Measured with two proxies at
+# 60 commands/s: two refusals before a flip went through, every time.
+_ATTEMPTS = 5
 
 
 def _iso(value: datetime) -> str:
@@ -325,9 +332,10 @@ class CanaryRun:
         measured = step.mode in MEASURED_MODES
         elapsed = (self.clock.now() - p.started_at).total_seconds()
         self._emit("soak", f"zone {zone}: soak in {step.mode} for {soak:g} s" +
-                   (f", {max(0.0, soak - elapsed):.0f} s left" if elapsed > 0 else "") +
+                   (f", {max(0.0, soak - elapsed):.0f} s left" if elapsed >= 0.5 else "") +
                    ("" if measured else " (watched, not measured: nothing is mirrored in new)"), p,
                    elapsed_s=elapsed, soak_s=soak)
+        end = p.started_at + timedelta(seconds=soak)
         while True:
             now = self.clock.now()
             elapsed = (now - p.started_at).total_seconds()
@@ -337,19 +345,25 @@ class CanaryRun:
                 return self._halt(p, f"zone {zone} runs {current}, not {step.mode}: changed outside the canary during "
                                      f"the soak (a guard's rollback or a person: `shadow audit list --subject "
                                      f"zone:{zone}` shows which); left as it is", rollback=False)
-            figures = soak_figures(self.engine, zone, step.mode, p.started_at, now, command=self.plan.command,
-                                   legacy_latency=sla.latency_factor is not None) if measured else None
+            figures = soak_figures(self.engine, zone, step.mode, p.started_at, min(now, end),
+                                   command=self.plan.command, legacy_latency=sla.latency_factor is not None) \
+                if measured else None
             breaches = judge(sla, step.mode, figures, final=final) if figures is not None else []
+            # Pairs reach the catalogue in batches, some seconds after their command: at the end of the soak,
+            # too few of them is judged only once the late ones had `settle_seconds` to land.
+            late = final and figures is not None and figures.pairs < sla.min_pairs and elapsed < soak + sla.settle_seconds
             p.last_check = {"at": _iso(now), "elapsed_s": round(elapsed, 3), "soak_s": soak,
                             "figures": figures.to_dict() if figures else None}
-            self._emit("check", figures.summary() if figures else "watched", p, figures=figures,
+            self._emit("check", (figures.summary() if figures else "watched") +
+                       ("; waiting for late pairs" if late else ""), p, figures=figures,
                        elapsed_s=min(elapsed, soak), soak_s=soak)
-            if breaches:
+            if breaches and not late:
                 return self._breach(p, zone, step, figures, breaches)
-            if final:
+            if final and not late:
                 break
             self._save(p)  # also the run's heartbeat: another controller does not take over a live run
-            self.clock.sleep(min(sla.check_seconds, soak - elapsed))
+            self.clock.sleep(min(sla.check_seconds, soak - elapsed) if not final else
+                             min(sla.check_seconds, soak + sla.settle_seconds - elapsed))
         summary = figures.summary() if figures else f"stayed in {step.mode}"
         p.passed = {"zone": zone, "mode": step.mode, "summary": summary,
                     "figures": figures.to_dict() if figures else None}
@@ -397,12 +411,13 @@ class CanaryRun:
             note, ok = self._roll_back(zone, p.zone_start[zone], reason)
             rolled = {"result": note, "complete": ok}
             reason = f"{reason}. {note}"
-            p.step = next(i for i, (z, _s) in enumerate(self.schedule) if z == zone)
-            p.mode = None  # resumed, the plan retries the zone from its first step, from whatever mode it runs
         p.status, p.reason, p.phase, p.started_at, p.passed = "halted", reason, "flip", None, None
         self._note(p, "halt", reason=reason)
-        self._save(p)
-        self._audit("canary.halt", f"zone:{zone}", {"step": p.step, "reason": reason, "rollback": rolled,
-                                                    **(detail or {})})
+        self._audit("canary.halt", f"zone:{zone}", {"step": p.step, "mode": p.mode, "reason": reason,
+                                                    "rollback": rolled, **(detail or {})})
         self._emit("halt", f"canary plan {p.plan} halted: {reason}", p)
+        if rollback:  # resumed, the plan retries the zone from its first step, from whatever mode it then runs
+            p.step = next(i for i, (z, _s) in enumerate(self.schedule) if z == zone)
+            p.mode = None
+        self._save(p)
         return True

@@ -5,7 +5,7 @@ few minutes, so the figures come from `pair_results` for the exact window
 (to the second), for one zone, and only for pairs recorded in the step's mode
 (a pair whose primary was the step's primary): stragglers from the mode before
 the flip do not count. Missing data never passes: a soak with fewer pairs than
-`min_pairs` is a breach.
+`min_pairs` is a breach (once late pairs had `settle_seconds` to be stored).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class SlaThresholds(BaseModel):
     min_pairs: int = Field(100, ge=1, description="pairs a soak needs before its rates are judged; fewer at the end "
                                                   "of the soak is a breach (missing data never passes)")
     check_seconds: float = Field(5.0, gt=0, description="how often the SLA is checked during a soak (seconds)")
+    settle_seconds: float = Field(10.0, ge=0, description="at the end of a soak, how long pairs recorded during it "
+                                                          "may take to reach the catalogue before too few is a breach")
 
 
 @dataclass(frozen=True)

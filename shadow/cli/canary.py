@@ -56,7 +56,7 @@ class _View:
 
 @cutover_app.command("run")
 @handle_errors
-def cutover_run(plan_file: Path = typer.Argument(..., help="the canary plan (TOML): zones, steps, soak, [sla]"),
+def cutover_run(plan_file: Path = typer.Argument(..., help="the canary plan (TOML): zones, steps, soak time and SLA"),
                 resume_after_halt: bool = typer.Option(False, "--resume-after-halt",
                                                        help="run a halted plan again, from the halted zone's first "
                                                             "step"),
@@ -127,10 +127,11 @@ def cutover_canary_status(plan_file: Optional[Path] = typer.Argument(None, help=
     for p in progress:
         figures = (p.last_check or {}).get("figures")
         check = "-" if not p.last_check else \
-            f"{p.last_check['elapsed_s']:.0f}/{p.last_check['soak_s']:.0f} s" + \
+            f"{min(p.last_check['elapsed_s'], p.last_check['soak_s']):.1f}/{p.last_check['soak_s']:g} s" + \
             (f", {figures['pairs']:,} pairs" if figures else "")
-        table.add_row(p.plan, p.plan_file, Text(p.status, style=styles.get(p.status, "")), f"{p.step}/{p.total}",
-                      p.zone or "-", p.mode or "-", p.phase, check, common.render_when(p.updated_at))
+        step = f"{min(p.step + 1, p.total)}/{p.total}"  # the step under way (1-based), or the last once done
+        table.add_row(p.plan, p.plan_file, Text(p.status, style=styles.get(p.status, "")), step, p.zone or "-",
+                      p.mode or "-", p.phase, check, common.render_when(p.updated_at))
     out.print(table)
     if plan_file is not None:
         p = progress[0]

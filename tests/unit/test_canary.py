@@ -76,11 +76,13 @@ class Traffic:
     """What the proxies record: per zone, at `rate` commands a second, a pair in the zone's mode (none in `new`,
     nothing is mirrored there). `behaviour[(zone, mode)]` makes the new engine slow, failing or different."""
 
-    def __init__(self, path: Path, catalogue: Catalogue, *, rate: float = 2.0, zones: list[str] | None = None) -> None:
-        self.path, self.catalogue, self.rate = path, catalogue, rate
+    def __init__(self, path: Path, catalogue: Catalogue, *, rate: float = 2.0, zones: list[str] | None = None,
+                 lag: float = 0.0) -> None:
+        self.path, self.catalogue, self.rate, self.lag = path, catalogue, rate, lag
         self.zones = ZONES if zones is None else zones
         self.behaviour: dict[tuple[str, str], dict[str, Any]] = {}
         self.count = 0
+        self.late: list[tuple[datetime, Pair]] = []  # pairs recorded, not stored yet (`lag` seconds after)
 
     def __call__(self, start: datetime, seconds: float) -> None:
         routing = load_config(self.path).routing
@@ -102,8 +104,11 @@ class Traffic:
                     new=Outcome(target=Target.NEW, status=Status.ERROR if fails else Status.OK,
                                 state={"driver": how.get("driver", "Ann")}, latency_ms=how.get("new_ms", 12.0)),
                     primary=Target.NEW if mode == "reverse" else Target.LEGACY))
-        if pairs:
-            compare_into(pairs, self.catalogue)
+        self.late += [(p.command.received_at + timedelta(seconds=self.lag), p) for p in pairs]
+        due = [p for at, p in self.late if at <= start + timedelta(seconds=seconds)]
+        self.late = [(at, p) for at, p in self.late if at > start + timedelta(seconds=seconds)]
+        if due:
+            compare_into(due, self.catalogue)
 
 
 @pytest.fixture
@@ -209,13 +214,31 @@ def test_missing_data_during_a_soak_is_a_breach(path: Path, catalogue: Catalogue
     outcome = canary(path, catalogue, clock, events=events).run()
     assert outcome.status == "halted" and outcome.zone == "den"
     assert "only 0 pair(s) in the soak, 50 needed: missing data never passes" in outcome.reason
-    assert clock.slept == 60  # judged at the end of the soak: early on, few pairs are normal
+    assert clock.slept == 60 + 10  # judged at the end of the soak (early on, few pairs are normal), after the
+    # 10 s the late pairs are given to land
     assert modes(path)["den"] == "shadow"
     assert [e.kind for e in events][-3:] == ["breach", "rollback", "halt"]
     clock.traffic = Traffic(path, catalogue)  # the proxies record pairs again
     resumed = canary(path, catalogue, clock).run(resume_after_halt=True)
     assert resumed.status == "done" and modes(path) == {"den": "new", "lax": "new", "chi": "new"}
     assert len(audit.entries(catalogue.engine, action="canary.resume")) == 1
+
+
+@pytest.mark.parametrize("settle", [30, 5])
+def test_pairs_stored_late_are_waited_for_not_taken_for_missing_data(path: Path, catalogue: Catalogue, ready: None,
+                                                                     settle: int) -> None:
+    # The catalogue gets each pair 15 s after its command; the soak needs all 120 pairs of its minute.
+    plan = PLAN.replace('zones = ["den", "lax", "chi"]', 'zones = ["den"]').replace("min_pairs = 50", "min_pairs = 120")
+    clock = FakeClock(T0, Traffic(path, catalogue, lag=15))
+    events: list[CanaryEvent] = []
+    outcome = canary(path, catalogue, clock, plan + f"settle_seconds = {settle}\n", events=events).run()
+    waits = [e.message for e in events if e.kind == "check" and "waiting for late pairs" in e.message]
+    assert waits[0].startswith("91 pairs")  # those received in the first 45 s
+    if settle == 30:
+        assert outcome.status == "done"
+        assert clock.slept == 2 * 60 + 20  # reverse waited 20 s for the last of its pairs; new is not measured
+    else:
+        assert outcome.status == "halted" and "only 101 pair(s) in the soak, 120 needed" in outcome.reason
 
 
 def test_a_restarted_controller_resumes_the_interrupted_soak(path: Path, catalogue: Catalogue, ready: None) -> None:
