@@ -415,17 +415,26 @@ class Catalogue:
             return None
         return _utc(first), _utc(last)  # type: ignore[return-value]
 
-    def timelines(self, ids: list[str]) -> dict[str, list[tuple[datetime, int]]]:
-        """Per quirk, its differences per hour (UTC, hours without any left out), from the hourly roll-up."""
+    def timelines(self, ids: list[str], *, by: str = "hour") -> dict[str, list[tuple[datetime, int]]]:
+        """Per quirk, its differences per hour (or per day, `by="day"`), UTC, from the hourly roll-up; buckets
+        without any are left out."""
         out: dict[str, list[tuple[datetime, int]]] = {}
         if not ids:
             return out
         t = quirk_hours
+        if by == "day":
+            # Days are cut in SQL: a page of frequent quirks has tens of thousands of hourly rows.
+            bucket: Any = sa.func.date_trunc("day", t.c.hour) if self.engine.dialect.name == "postgresql" \
+                else sa.func.substr(t.c.hour, 1, 10)
+        else:
+            bucket = t.c.hour
         with self.engine.connect() as conn:
-            for quirk, hour, n in conn.execute(sa.select(t.c.quirk, t.c.hour, sa.func.sum(t.c.differences))
-                                               .where(t.c.quirk.in_(ids)).group_by(t.c.quirk, t.c.hour)):
+            for quirk, when, n in conn.execute(sa.select(t.c.quirk, bucket, sa.func.sum(t.c.differences))
+                                               .where(t.c.quirk.in_(ids)).group_by(t.c.quirk, bucket)):
                 if n:
-                    out.setdefault(quirk, []).append((_utc(hour), int(n)))  # type: ignore[arg-type]
+                    if isinstance(when, str):
+                        when = datetime.fromisoformat(when)
+                    out.setdefault(quirk, []).append((_utc(when), int(n)))  # type: ignore[arg-type]
         return out
 
     def pairs_by_token(self, tokens: list[str]) -> dict[str, tuple[dict[str, str], Pair | None]]:

@@ -148,6 +148,7 @@ quirk_hours = sa.Table(
     sa.Column("differences", sa.Integer, nullable=False),
     sa.Column("pairs", sa.Integer, nullable=False),
     sa.Index("ix_quirk_hours_hour", "hour"),
+    sa.Index("ix_quirk_hours_timeline", "quirk", "hour", "differences"),  # Alembic 0005: the triage page's sparklines
 )
 
 # Every natural key of every pair: the entity audit (`shadow pairs show --key load_id=L-123`).
