@@ -139,7 +139,7 @@ def list_page(catalogue: Catalogue, query: ListQuery, since: datetime | None, *,
     query = replace(query, page=min(query.page, pages))
     found = catalogue.quirks(**query.filters, sort=query.sort, limit=per_page, offset=(query.page - 1) * per_page)
     buckets, step, unit = _buckets(catalogue.hour_span())
-    timelines = catalogue.timelines([q.id for q in found])
+    timelines = catalogue.timelines([q.id for q in found], by="hour" if unit == "hour" else "day")
     rows = []
     for index, quirk in enumerate(found):
         position = (query.page - 1) * per_page + index
@@ -231,7 +231,8 @@ def quirk_page(catalogue: Catalogue, rules_folder: Path, quirk_id: str, query: L
     quirk = catalogue.quirk(quirk_id, examples=examples)
     stored = catalogue.pairs_by_token([e.token for e in quirk.examples])
     buckets, step, unit = _buckets(catalogue.hour_span())
-    values = _spark_values(buckets, step, catalogue.timelines([quirk.id]).get(quirk.id, []))
+    by = "hour" if unit == "hour" else "day"
+    values = _spark_values(buckets, step, catalogue.timelines([quirk.id], by=by).get(quirk.id, []))
     window = f"{buckets[0]:%Y-%m-%d %H:%M} – {buckets[-1] + step:%Y-%m-%d %H:%M} UTC" if buckets else ""
     path = rule_file_for(rules_folder, quirk.id)
     rule_text = path.read_text(encoding="utf-8") if path.exists() else None

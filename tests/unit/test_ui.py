@@ -516,3 +516,19 @@ def test_ui_settings_default_to_this_machine_only() -> None:
     settings = UiConfig()
     assert (settings.host, settings.port, settings.token_env) == ("127.0.0.1", 8089, "SHADOW_UI_TOKEN")
     assert all(field.description for field in UiConfig.model_fields.values())
+
+
+def test_sparklines_read_days_cut_in_sql_equal_to_the_hours_summed(tmp_path: Path) -> None:
+    catalogue = open_catalogue(f"sqlite:///{tmp_path / 'days.db'}")
+    try:
+        compare_into([pair(n, {"code": "A "}, {"code": "A"}, hours=n * 5) for n in range(30)], catalogue,
+                     detect_noise=False)
+        quirk = catalogue.quirks()[0].id
+        hours, days = catalogue.timelines([quirk])[quirk], catalogue.timelines([quirk], by="day")[quirk]
+        summed: dict[datetime, int] = {}
+        for when, n in hours:
+            summed[when.replace(hour=0)] = summed.get(when.replace(hour=0), 0) + n
+        assert len(hours) == 30 and sorted(days) == sorted(summed.items()) and len(days) == 7
+        assert all(when.tzinfo is timezone.utc for when, _ in days)
+    finally:
+        catalogue.close()
