@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_kafka 20000
 	$(BIN)/python -m tests.bench.bench_reconcile 10000000 2000000
 	$(BIN)/python -m tests.bench.bench_report --pairs 10000000 --quirks 10000
+	$(BIN)/python -m tests.bench.bench_ui --pairs 10000000 --quirks 10000
 	$(BIN)/python -m tests.bench.bench_cutover 20 5
 
 lint: $(STAMP)
