@@ -42,7 +42,7 @@ SINCE: Any = _KEY("since", object) if _KEY else "since"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin"}
+            "Referrer-Policy": "same-origin", "Cross-Origin-Opener-Policy": "same-origin"}
 _STATIC = {"triage.css": ("shadow.web", "static/triage.css", "text/css"),
            "triage.js": ("shadow.web", "static/triage.js", "text/javascript"),
            "report.css": ("reports", "templates/report.css", "text/css")}
@@ -143,12 +143,14 @@ def _see_other(location: str) -> web.Response:
 
 
 def _same_origin(request: web.Request) -> None:
-    """Browsers say where a form came from; refuse another site's (SameSite=Strict already keeps our cookie)."""
-    if request.headers.get("Sec-Fetch-Site") == "cross-site":
-        raise Refused(403, "A form from another site cannot post here.")
+    """Browsers say where a form came from: refuse anything but this origin. (SameSite=Strict keeps the cookie
+    from other sites, but another port of the same host is the same site; the CSRF token is checked as well.)"""
+    fetched_from = request.headers.get("Sec-Fetch-Site")
+    if fetched_from is not None and fetched_from != "same-origin":
+        raise Refused(403, "A form from another page or site cannot post here.")
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        raise Refused(403, "A form from another site cannot post here.")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise Refused(403, "A form from another page or site cannot post here.")
 
 
 # -- middleware -------------------------------------------------------------------------------------------
@@ -167,10 +169,11 @@ async def _frame(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Refused as exc:
         response = site.refused(request, exc.status, exc.message)
     except web.HTTPException as exc:
-        if exc.status >= 400 and exc.status != 405:
-            response = site.refused(request, exc.status, exc.reason)
-        else:
+        if exc.status < 400:
             raise
+        response = site.refused(request, exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
     except StoreError as exc:
         response = site.refused(request, 404 if str(exc).startswith("no quirk") else 400, str(exc))
     except ShadowError as exc:

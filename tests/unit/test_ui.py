@@ -213,8 +213,9 @@ def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(site) -> None:
     for data in (without, verdict_form(good[:-2] + "xx"), verdict_form("")):
         page = client.post(f"/quirks/{quirk.id}/verdict", data)
         assert page.status == 403 and "CSRF" in page.text
-    other = client.post(f"/quirks/{quirk.id}/verdict", verdict_form(good), headers={"Origin": "http://evil.example"})
-    assert other.status == 403
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        assert client.post(f"/quirks/{quirk.id}/verdict", verdict_form(good), headers=headers).status == 403, headers
     assert not rules.exists() or list(rules.glob("*.toml")) == []
     assert catalogue.quirk(quirk.id).verdict == "open"
 
@@ -500,6 +501,8 @@ def test_static_files_come_from_the_package(site) -> None:
         assert page.status == 200 and page.headers["Content-Type"].startswith(kind)
     assert client.get("/static/../app.py").status == 404
     assert client.get("/quirks/not-an-id").status == 404
+    wrong_method = client.post("/", {})
+    assert wrong_method.status == 405 and "Content-Security-Policy" in wrong_method.headers
 
 
 def test_the_entity_audit_lists_what_touched_a_key(site) -> None:
