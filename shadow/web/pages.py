@@ -19,7 +19,7 @@ from reports import charts
 from reports.entity import EntityPair, entity_history, parse_key
 from reports.html import render_value, value_diff
 from rules.catalogue import VERDICTS, Catalogue, Example, Quirk
-from rules.transitions import DESCRIPTIONS, EXPLANATIONS, plain_words
+from rules.transitions import DESCRIPTIONS, EXPLANATIONS, plain_words, value_type
 from rules.triage import RulesTest, rule_file_for, suggested_rule_text
 from shadow import audit
 from shadow.model import Outcome, Pair
@@ -165,14 +165,8 @@ def _sides(quirk: Quirk, example: Example) -> tuple[Markup, Markup, tuple[str, s
         new = _ABSENT if new_absent else Markup(escape(render_value(example.new)))
         return legacy, new, None
     legacy, new = value_diff(render_value(example.legacy), render_value(example.new))
-    types = (_type(example.legacy), _type(example.new))
+    types = (value_type(example.legacy), value_type(example.new))
     return legacy, new, types if types[0] != types[1] else None
-
-
-def _type(value: Any) -> str:
-    from rules.transitions import value_type
-
-    return value_type(value)
 
 
 def _outcome_rows(legacy: Outcome, new: Outcome) -> list[dict[str, Any]]:
