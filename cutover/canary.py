@@ -385,6 +385,7 @@ class CanaryRun:
 
     def _roll_back(self, zone: str, start: str, why: str) -> tuple[str, bool]:
         """Undo the zone's flips, newest first, until it runs `start`, the mode the canary found it in."""
+        undone = 0
         for _ in range(len(self.plan.steps)):
             if self._mode(zone) == start:
                 break
@@ -398,9 +399,13 @@ class CanaryRun:
                         f"{result.from_mode}: roll it back by hand", False)
             self._emit("rollback", f"zone {zone}: rolled back {result.from_mode} → {result.to_mode}", zone=zone,
                        mode=result.to_mode)
+            undone += 1
         now = self._mode(zone)
         if now != start:
             return f"zone {zone} runs {now} after the rollback, not {start} as the canary found it", False
+        if not undone:
+            return (f"zone {zone} left in {start}: it ran {start} before the canary, which did not flip it; "
+                    f"`shadow cutover rollback --zone {zone}` if it must go back"), True
         return f"zone {zone} back in {start}, the mode the canary found it in", True
 
     def _halt(self, p: CanaryProgress, reason: str, *, rollback: bool, detail: dict[str, Any] | None = None) -> bool:

@@ -102,10 +102,10 @@ def _p95(conn: sa.Connection, where: list[sa.ColumnElement[bool]], column: sa.Co
 
 def soak_figures(engine: Engine, zone: str, mode: str, since: datetime, until: datetime, *,
                  command: str | None = None, legacy_latency: bool = True) -> SoakFigures:
-    """The SLA figures of the pairs received in [since, until) in a zone while it ran `mode`."""
+    """The SLA figures of the pairs received in [since, until) in a zone (any case) while it ran `mode`."""
     t = pair_results
     where: list[sa.ColumnElement[bool]] = [
-        t.c.zone == zone, t.c.received_at >= _naive(since), t.c.received_at < _naive(until),
+        sa.func.lower(t.c.zone) == zone.lower(), t.c.received_at >= _naive(since), t.c.received_at < _naive(until),
         t.c.primary_target == ("new" if mode in ("reverse", "new") else "legacy"),
         ~t.c.command.startswith(RECONCILE_PREFIX)]
     if command is not None:

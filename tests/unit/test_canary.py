@@ -325,6 +325,18 @@ def test_a_zone_already_in_a_step_s_mode_is_soaked_in_place_and_one_beyond_skips
     assert clock.slept == 5 * 60  # den soaked reverse in place, then new; lax new in place; chi both
 
 
+def test_a_breach_in_a_zone_the_canary_did_not_flip_halts_without_a_rollback(
+        path: Path, catalogue: Catalogue, ready: None) -> None:
+    path.write_text(path.read_text().replace('zones = { nyc = "reverse" }', 'zones = { DEN = "reverse" }'))
+    traffic = Traffic(path, catalogue)
+    traffic.behaviour[("den", "reverse")] = {"new_ms": 400.0}
+    plan = PLAN.replace('zones = ["den", "lax", "chi"]', 'zones = ["Den"]')  # zones match whatever their case
+    outcome = canary(path, catalogue, FakeClock(T0, traffic), plan).run()
+    assert outcome.status == "halted" and "new p95 latency 400.0 ms" in outcome.reason
+    assert "left in reverse: it ran reverse before the canary" in outcome.reason and modes(path)["den"] == "reverse"
+    assert not audit.entries(catalogue.engine, action="cutover.rollback")
+
+
 def test_a_zone_changed_under_its_soak_halts_and_is_left_alone(path: Path, catalogue: Catalogue, ready: None) -> None:
     traffic = Traffic(path, catalogue)
 
