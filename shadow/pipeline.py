@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -85,7 +86,7 @@ class CatalogueSink:
     """
 
     def __init__(self, catalogue: Catalogue, *, rules_folder: Path | None = None, queue: int = 10_000,
-                 batch: int = 500) -> None:
+                 batch: int = 500, max_age: float = 0.25) -> None:
         import queue as queue_module
         import threading
 
@@ -95,6 +96,7 @@ class CatalogueSink:
         self.stored = IngestStats()
         self._rules_folder = rules_folder
         self._batch = batch
+        self._max_age = max_age  # a batch is stored at most this long after its first pair arrived
         self._queue: queue_module.Queue[Pair | None] = queue_module.Queue(maxsize=queue)
         self._full = queue_module.Full
         self._empty = queue_module.Empty
@@ -120,12 +122,16 @@ class CatalogueSink:
         while not done:
             batch: list[Pair] = []
             item = self._queue.get()
+            # Stored at `batch` pairs, after a 50 ms lull, or `max_age` after the first pair: a steady
+            # trickle (a pair every 40 ms) must not wait for 500 pairs (it did: 20 s at 25 pairs/s).
+            deadline = time.monotonic() + self._max_age
             while item is not None:
                 batch.append(item)
-                if len(batch) >= self._batch:
+                left = deadline - time.monotonic()
+                if len(batch) >= self._batch or left <= 0:
                     break
                 try:
-                    item = self._queue.get(timeout=0.05)
+                    item = self._queue.get(timeout=min(0.05, left))
                 except self._empty:
                     break
             done = item is None

@@ -115,3 +115,32 @@ def test_compare_pair_result_fields() -> None:
     result = compare_pair(padded("t9", 3))
     assert (result.token, result.command, result.zone, result.legacy_status, result.primary) == \
         ("t9", "assign_load", "chi", "ok", "legacy")
+
+
+def test_the_catalogue_sink_stores_a_steady_trickle_without_waiting_for_a_full_batch(catalogue: Catalogue) -> None:
+    import threading
+    import time
+
+    from shadow.pipeline import CatalogueSink
+
+    sink = CatalogueSink(catalogue, batch=500, max_age=0.1)
+    feeding = threading.Event()
+    feeding.set()
+    stored_while_feeding = []
+
+    def feed() -> None:
+        for i in range(100):  # a pair every 20 ms: never a 50 ms lull, never 500 pairs
+            sink.write(padded(f"trickle-{i}", i))
+            time.sleep(0.02)
+        feeding.clear()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    while feeding.is_set():
+        with catalogue.engine.connect() as conn:
+            stored_while_feeding.append(conn.execute(sa.text("select count(*) from pair_results")).scalar_one())
+        time.sleep(0.05)
+    feeder.join()
+    sink.close()
+    assert max(stored_while_feeding) > 0          # pairs reached the catalogue while the trickle went on
+    assert summarise(catalogue).overall.pairs == 100
