@@ -138,8 +138,9 @@ class Controller:
             raise ShadowError(f"cannot read {self.path}: {exc.strerror}", hint="pass --config PATH") from None
         return text, parse_config(text, source=str(self.path))
 
-    def _gates(self, config: Config, zone: str, command: str | None) -> list[GateResult]:
-        return evaluate_gates(self.catalogue, config, zone, command=command, now=self._now)
+    def _gates(self, config: Config, zone: str, command: str | None, *,
+               as_of: datetime | None = None) -> list[GateResult]:
+        return evaluate_gates(self.catalogue, config, zone, command=command, now=as_of or self._now)
 
     def status(self) -> CutoverStatus:
         """Modes per zone (those configured and those the catalogue has seen) and command kind; the proxies."""
@@ -163,7 +164,8 @@ class Controller:
         if flip.from_mode == to:
             raise ShadowError(f"zone {zone}{' command ' + command if command else ''} already runs {to}",
                               hint="`shadow cutover status` shows every zone's mode")
-        gates = self._gates(config, zone, command)
+        as_of = self._now or datetime.now(timezone.utc)
+        gates = self._gates(config, zone, command, as_of=as_of)
         guard = {"watches": "every command's result on the new primary in the zone, and the new engine's health "
                             "probe", "budget_s": config.cutover.availability_budget_s,
                  "active": to in ("reverse", "new")}
@@ -171,7 +173,7 @@ class Controller:
         material = json.dumps([sha, zone, command, to, _figures(gates)], sort_keys=True)
         plan_id = hashlib.sha256(material.encode()).hexdigest()[:12]
         plan = Plan(plan_id, zone, command, flip.from_mode, to, flip.diff, gates, guard, str(self.path), sha)
-        detail = {**plan.to_dict(), "old_text": text}
+        detail = {**plan.to_dict(), "old_text": text, "as_of": as_of.isoformat()}
         stmt = cutover_plans.insert().values(
             id=plan_id, created_at=_now(), actor=self.actor, zone=zone, command=command, from_mode=flip.from_mode,
             to_mode=to, config_path=str(self.path), config_sha=sha, detail=orjson.dumps(detail).decode(),
@@ -230,6 +232,11 @@ class Controller:
         checked = self.authorise()
         text, config = self._text()
         detail = orjson.loads(row["detail"])
+        age = (self._now or datetime.now(timezone.utc)) - datetime.fromisoformat(detail["as_of"])
+        if age.total_seconds() > config.cutover.plan_valid_minutes * 60:
+            self._refuse(plan_id, row, "plan too old", [f"made {age.total_seconds() / 60:.0f} min ago"])
+            raise ShadowError(f"plan {plan_id} is {age.total_seconds() / 60:.0f} min old (plans hold "
+                              f"{config.cutover.plan_valid_minutes:g} min)", hint="make a new plan")
         changes: list[str] = []
         if text_sha(text) != row["config_sha"]:
             import difflib
@@ -237,13 +244,17 @@ class Controller:
             changes.append("shadow.toml changed since the plan:\n" + redact("".join(difflib.unified_diff(
                 detail["old_text"].splitlines(keepends=True), text.splitlines(keepends=True), "planned", "now"))))
         before = {(g["gate"], g["command"]): (g["passed"], g["figure"]) for g in detail["gates"]}
-        gates = self._gates(config, row["zone"], row["command"])
+        gates = self._gates(config, row["zone"], row["command"], as_of=datetime.fromisoformat(detail["as_of"]))
+        moved: list[str] = []
         for g in gates:
             was = before.get((g.gate, g.command))
-            if was != (g.passed, g.figure):
-                old = "absent" if was is None else f"{'pass' if was[0] else 'fail'} {was[1]}"
-                changes.append(f"gate {g.gate} ({g.command or 'all'}): {old} → {'pass' if g.passed else 'fail'} "
-                               f"{g.figure}")
+            if was == (g.passed, g.figure):
+                continue
+            old = "absent" if was is None else f"{'pass' if was[0] else 'fail'} {was[1]}"
+            change = f"gate {g.gate} ({g.command or 'all'}): {old} → {'pass' if g.passed else 'fail'} {g.figure}"
+            # A pinned gate's figure is fixed for the plan's instant; a window gate's moves with live
+            # traffic in the current hour, so only a change of its result refuses the plan.
+            (changes if g.pinned or was is None or was[0] != g.passed else moved).append(change)
         if changes:
             self._refuse(plan_id, row, "changed since the plan", changes)
             raise ShadowError(f"plan {plan_id} refused: changed since it was made:\n  " + "\n  ".join(changes),
@@ -261,7 +272,7 @@ class Controller:
         audit.append(self.catalogue.engine, actor=self.actor, action="cutover.flip", subject=f"zone:{row['zone']}",
                      detail={"plan": plan_id, "command": row["command"], "from": flip.from_mode, "to": flip.to_mode,
                              "diff": flip.diff, "gates": [g.to_dict() for g in gates], "forced": bool(failing),
-                             "reason": reason, "token": checked})
+                             "reason": reason, "token": checked, "moved_since_plan": moved})
         result = self._apply(flip, wait_s, plan_id)
         self._set_status(plan_id, "reverted" if result.reverted else "executed")
         return result

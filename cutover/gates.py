@@ -26,7 +26,11 @@ _BLOCKING = ("open", "reproduce")
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate: what it checks, for which command kind, its figure against its threshold."""
+    """One gate: what it checks, for which command kind, its figure against its threshold.
+
+    `pinned` gates read the last N pairs up to an instant, so their figure is fixed for that instant;
+    window gates read the current hour's roll-ups too, so their figure moves with live traffic.
+    """
 
     gate: str
     command: str | None
@@ -34,11 +38,12 @@ class GateResult:
     figure: str
     threshold: str
     detail: str = ""
+    pinned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (also what a plan id hashes)."""
         return {"gate": self.gate, "command": self.command, "passed": self.passed, "figure": self.figure,
-                "threshold": self.threshold, "detail": self.detail}
+                "threshold": self.threshold, "detail": self.detail, "pinned": self.pinned}
 
 
 def shadow_side(config: Config, zone: str, command: str | None = None) -> str:
@@ -56,10 +61,12 @@ def _commands(conn: sa.Connection, config: Config, zone: str, command: str | Non
         pair_hours.c.zone == zone, pair_hours.c.pairs > 0, ~pair_hours.c.command.startswith(RECONCILE))))
 
 
-def _last_pairs(conn: sa.Connection, zone: str, command: str, n: int) -> tuple[int, int, datetime | None]:
-    """Over the last n pairs of a command kind in a zone: how many, how many accepted, the newest one's time."""
+def _last_pairs(conn: sa.Connection, zone: str, command: str, n: int,
+                as_of: datetime) -> tuple[int, int, datetime | None]:
+    """Over the last n pairs (up to as_of) of a command kind in a zone: how many, how many accepted, the newest."""
     last = (sa.select(pair_results.c.token, pair_results.c.received_at)
-            .where(pair_results.c.zone == zone, pair_results.c.command == command)
+            .where(pair_results.c.zone == zone, pair_results.c.command == command,
+                   pair_results.c.received_at <= as_of.astimezone(timezone.utc).replace(tzinfo=None))
             .order_by(pair_results.c.received_at.desc()).limit(n).subquery())
     unexplained = sa.exists(sa.select(1).select_from(differences.join(quirks, quirks.c.id == differences.c.quirk))
                             .where(differences.c.token == last.c.token, quirks.c.verdict.in_(_BLOCKING)))
@@ -73,6 +80,9 @@ def evaluate_gates(catalogue: Catalogue, config: Config, zone: str, *, command: 
     """Every gate for a zone (optionally one command kind), read from the catalogue and the config's thresholds."""
     limits: GateConfig = config.cutover.gates
     now = now or datetime.now(timezone.utc)
+    # The per-command gates are taken as of one instant (the last N pairs received up to it): evaluated
+    # again at that instant, their figures only move when the past changed (late pairs, a verdict decided
+    # since). The window gates read hourly roll-ups: their window runs to the end of the current hour.
     since = now - timedelta(hours=limits.window_hours)
     stale_before = now - timedelta(hours=limits.stale_after_hours)
     shadow = shadow_side(config, zone, command)
@@ -84,19 +94,20 @@ def evaluate_gates(catalogue: Catalogue, config: Config, zone: str, *, command: 
             out.append(GateResult("sample size", None, False, "no pairs", f">= {limits.min_pairs:,} per command kind",
                                   f"no pair for zone {zone!r} in the catalogue"))
         for kind in commands:
-            pairs, accepted, newest = _last_pairs(conn, zone, kind, limits.last_pairs)
+            pairs, accepted, newest = _last_pairs(conn, zone, kind, limits.last_pairs, now)
             fresh = newest is not None and newest >= stale_before
             # The figure is the newest pair's time, not its age: it moves only when pairs arrive, so a plan's
             # figures stay comparable until then.
             newest_text = "no pairs" if newest is None else f"newest pair {newest:%Y-%m-%d %H:%M:%S} UTC"
-            out.append(GateResult("fresh data", kind, fresh, newest_text, f"within {limits.stale_after_hours:g} h"))
+            out.append(GateResult("fresh data", kind, fresh, newest_text, f"within {limits.stale_after_hours:g} h",
+                                  pinned=True))
             out.append(GateResult("sample size", kind, pairs >= limits.min_pairs, f"{pairs:,} pairs",
-                                  f">= {limits.min_pairs:,} (of the last {limits.last_pairs:,})"))
+                                  f">= {limits.min_pairs:,} (of the last {limits.last_pairs:,})", pinned=True))
             rate = accepted / pairs if pairs else None
             ok = fresh and rate is not None and rate * 100 >= limits.match_rate
             out.append(GateResult("match rate", kind, ok, "no pairs" if rate is None else f"{rate:.3%}",
                                   f">= {limits.match_rate:g} % over the last {limits.last_pairs:,} pairs",
-                                  "" if fresh else "stale data never passes"))
+                                  "" if fresh else "stale data never passes", pinned=True))
         scope = Scope(since=since, until=now, zone=zone, command=command)
         pairs_in_window = conn.execute(sa.select(sa.func.sum(pair_hours.c.pairs))
                                        .where(*scope.where(pair_hours))).scalar_one() or 0

@@ -344,6 +344,8 @@ class CutoverConfig(_Strict):
 
     gates: GateConfig = Field(GateConfig(), description="readiness gates evaluated by `shadow cutover check`")
     guard: GuardConfig = Field(GuardConfig(), description="the guard that rolls a failing zone back by itself")
+    plan_valid_minutes: float = Field(30.0, gt=0, description="a plan older than this is refused by `execute`: "
+                                                              "its gate figures describe another moment")
     hold_during_flip_s: float = Field(3.0, gt=0, le=10, description="while a flip propagates, a zone's commands "
                                                                     "wait at most this long for the new route table")
     availability_budget_s: float = Field(30.0, gt=0, le=30.0, description="hard cap on unavailability during and after "

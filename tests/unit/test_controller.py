@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,21 @@ def test_a_hold_marks_the_zone_and_the_flip_releases_it() -> None:
     assert hold_text(held, "CHI", hold=True) == held
     flipped = flip_text(held, "chi", "reverse", release=True).new_text
     assert "hold" not in flipped and "version = 2" in flipped and 'chi = "reverse"' in flipped
+
+
+def test_traffic_after_the_plan_does_not_stale_it_but_a_late_past_pair_does(path: Path, catalogue: Catalogue) -> None:
+    compare_into(arrivals(300), catalogue)
+    plan = controller(path, catalogue).plan("chi", "reverse")
+    # Pairs received after the plan's instant: the pinned gates ignore them; the window gates' figures may move.
+    compare_into(arrivals(50, start=NOW + timedelta(seconds=1), prefix="after", new_ms=14.0), catalogue)
+    result = Controller(path, catalogue, actor="dana", token=TOKEN, now=NOW + timedelta(minutes=5)).execute(
+        plan.id, wait_s=0.3)
+    assert result.to_mode == "reverse"
+
+
+def test_a_plan_older_than_its_validity_is_refused(path: Path, catalogue: Catalogue) -> None:
+    compare_into(arrivals(300), catalogue)
+    plan = controller(path, catalogue).plan("chi", "reverse")
+    later = Controller(path, catalogue, actor="dana", token=TOKEN, now=NOW + timedelta(minutes=31))
+    with pytest.raises(ShadowError, match="min old"):
+        later.execute(plan.id)

@@ -17,6 +17,8 @@ from shadow.model import Command, Outcome, Pair, Status, Target
 from shadow.pipeline import compare_into
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
+# Pairs land in the last whole hour before NOW (window gates read whole hours) and stay fresh (< 2 h).
+START = NOW.replace(minute=0, second=0) - timedelta(minutes=30)
 runner = CliRunner()
 
 CONFIG = """
@@ -40,13 +42,13 @@ match_rate = 99
 max_error_rate = 1
 latency_factor = 2
 window_hours = 6
-stale_after_hours = 1
+stale_after_hours = 2
 """
 
 
 def arrivals(n: int, *, zone: str = "chi", start: datetime | None = None, padded: int = 0, errors: int = 0,
              new_ms: float = 12.0, prefix: str = "t") -> list[Pair]:
-    start = start or NOW - timedelta(minutes=50)
+    start = start or START
     out = []
     for i in range(n):
         legacy = {"driver": "Ann   " if i < padded else "Ann"}
@@ -100,7 +102,7 @@ def test_a_zone_with_no_data_fails_every_gate(catalogue: Catalogue, config: Conf
 
 
 def test_stale_data_fails_the_match_rate_gates(catalogue: Catalogue, config: Config) -> None:
-    compare_into(arrivals(300, start=NOW - timedelta(hours=3)), catalogue)
+    compare_into(arrivals(300, start=NOW - timedelta(hours=3)), catalogue)  # older than stale_after_hours
     found = gates(catalogue, config)
     assert not found["fresh data/assign_load"] and not found["match rate/assign_load"]
     assert found["sample size/assign_load"]
