@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from rules.catalogue import Catalogue, Quirk
 from rules.compare import RECONCILE
 from rules.rollups import TARGETS, bin_bounds
-from rules.schema import differences, latency_hours, pair_hours, pair_results, quirk_hours, quirks
+from rules.schema import differences, latency_days, latency_hours, pair_hours, pair_results, quirk_hours, quirks
 from shadow.errors import InputError
 
 __all__ = ["Scope", "MatchRate", "Latency", "QuirkLine", "TimePoint", "Report", "build_report", "parse_when", "latency",
@@ -81,15 +81,22 @@ class Scope:
             parts.append(f"hours={_iso(self.first_hour) or '…'}..{_iso(self.end_hour) or '…'}")
         return " ".join(parts)
 
-    def where(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
-        """The conditions on one hourly roll-up (or pair_results, by its received_at)."""
-        hour = table.c.hour if "hour" in table.c else table.c.received_at
+    def where(self, table: sa.Table, *, start: datetime | None = None, end: datetime | None = None,
+              whole: bool = True) -> list[sa.ColumnElement[bool]]:
+        """The conditions on one roll-up (hourly, daily, or pair_results by its received_at).
+
+        The time span is the scope's unless `start`/`end` narrow it (naive UTC; whole=False: no bound
+        from the scope at all, only the ones given).
+        """
+        when = next(table.c[name] for name in ("hour", "day", "received_at") if name in table.c)
         found: list[sa.ColumnElement[bool]] = [~table.c.command.startswith(RECONCILE_PREFIX)] \
             if table is not quirk_hours else []
-        if self.first_hour is not None:
-            found.append(hour >= self.first_hour)
-        if self.end_hour is not None:
-            found.append(hour < self.end_hour)
+        start = start if start is not None or not whole else self.first_hour
+        end = end if end is not None or not whole else self.end_hour
+        if start is not None:
+            found.append(when >= start)
+        if end is not None:
+            found.append(when < end)
         if self.zone is not None:
             found.append(table.c.zone == self.zone)
         if self.command is not None:
@@ -274,14 +281,38 @@ def _rates(conn: sa.Connection, scope: Scope, column: sa.ColumnElement[Any]) -> 
     return [MatchRate(str(name) if name != "" else "(none)", int(n), int(m)) for name, n, m in conn.execute(query)]
 
 
+def _day_spans(scope: Scope) -> tuple[tuple[datetime | None, datetime | None] | None,
+                                      list[tuple[datetime | None, datetime | None]]]:
+    """The scope as whole days (for the daily roll-up) and the hours at its edges (for the hourly one)."""
+    start, end = scope.first_hour, scope.end_hour
+    day_from = None if start is None else start if start.hour == 0 else start.replace(hour=0) + timedelta(days=1)
+    day_to = None if end is None else end.replace(hour=0)
+    if day_from is not None and day_to is not None and day_from >= day_to:
+        return None, [(start, end)]  # no whole day inside: hours only
+    edges = []
+    if start is not None and start < day_from:  # type: ignore[operator]
+        edges.append((start, day_from))
+    if end is not None and day_to is not None and day_to < end:
+        edges.append((day_to, end))
+    return (day_from, day_to), edges
+
+
 def latency(conn: sa.Connection, scope: Scope) -> dict[str, Latency]:
-    """Each target's latency histogram and percentiles in a scope."""
-    t = latency_hours
+    """Each target's latency histogram and percentiles in a scope (whole days from the daily roll-up)."""
+    counts: dict[tuple[str, int], int] = {}
+    days, hours = _day_spans(scope)
+    parts = [(latency_days, *days)] if days is not None else []
+    parts += [(latency_hours, start, end) for start, end in hours]
+    for table, start, end in parts:
+        for target, index, n in conn.execute(
+                sa.select(table.c.target, table.c.bin, sa.func.sum(table.c.pairs))
+                .where(*scope.where(table, start=start, end=end, whole=False))
+                .group_by(table.c.target, table.c.bin)):
+            counts[(target, int(index))] = counts.get((target, int(index)), 0) + int(n or 0)
     bins: dict[str, list[tuple[float, float, int]]] = {target: [] for target in TARGETS}
-    for target, index, n in conn.execute(
-            sa.select(t.c.target, t.c.bin, sa.func.sum(t.c.pairs)).where(*scope.where(t))
-            .group_by(t.c.target, t.c.bin).having(sa.func.sum(t.c.pairs) > 0).order_by(t.c.target, t.c.bin)):
-        bins.setdefault(target, []).append((*bin_bounds(index), int(n)))
+    for (target, index), n in sorted(counts.items()):
+        if n > 0:
+            bins.setdefault(target, []).append((*bin_bounds(index), n))
     out = {}
     for target, histogram in bins.items():
         total = sum(n for _l, _u, n in histogram)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from rules.compare import PairResult, quirk_field
-from rules.schema import fingerprints, latency_hours, pair_hours, quirk_hours, quirk_zones, quirks
+from rules.schema import fingerprints, latency_days, latency_hours, pair_hours, quirk_hours, quirk_zones, quirks
 
 __all__ = ["Rollup", "Contribution", "HourlyRollups", "latency_bin", "bin_bounds", "hour_of", "move_rollups", "json_text",
            "TARGETS"]
@@ -133,6 +133,7 @@ class HourlyRollups:
         self.pairs = Rollup(pair_hours, ("hour", "command", "zone"),
                             ("pairs", "matched", "differences", "legacy_errors", "new_errors"))
         self.latency = Rollup(latency_hours, ("hour", "command", "zone", "target", "bin"), ("pairs",))
+        self.latency_days = Rollup(latency_days, ("day", "command", "zone", "target", "bin"), ("pairs",))
         self.quirks = Rollup(quirk_hours, ("quirk", "hour", "command", "zone"))
 
     def add(self, c: Contribution, sign: int) -> Counter[str]:
@@ -141,9 +142,12 @@ class HourlyRollups:
         hour_key = (c.hour, c.command, c.zone)
         self.pairs.add(hour_key, sign, sign * c.matched, sign * len(c.differences), sign * c.legacy_error,
                        sign * c.new_error, row=dict(zip(self.pairs.keys, hour_key, strict=True)) if fresh else None)
+        day = c.hour.replace(hour=0)
         for target, ms in zip(TARGETS, c.latencies, strict=True):
             key = (*hour_key, target, latency_bin(ms))
             self.latency.add(key, sign, row=dict(zip(self.latency.keys, key, strict=True)) if fresh else None)
+            key = (day, c.command, c.zone, target, key[-1])
+            self.latency_days.add(key, sign, row=dict(zip(self.latency_days.keys, key, strict=True)) if fresh else None)
         # A pair counts once per quirk and hour, however many occurrences it had.
         per_quirk: Counter[str] = Counter(q for _f, q in c.differences)
         for quirk, n in per_quirk.items():
@@ -153,7 +157,7 @@ class HourlyRollups:
 
     def flush(self, conn: Connection, insert: Callable[[sa.Table], Any]) -> None:
         """Write all three."""
-        for rollup in (self.pairs, self.latency, self.quirks):
+        for rollup in (self.pairs, self.latency, self.latency_days, self.quirks):
             rollup.flush(conn, insert)
 
 

@@ -217,3 +217,16 @@ canary_progress = sa.Table(
     sa.Column("state", sa.Text, nullable=False),             # JSON: status, current zone, step started, history
     sa.Column("updated_at", sa.DateTime(timezone=False), nullable=False),
 )
+
+# Latency histograms per day (Alembic 0006): a report over weeks sums these for its whole days and
+# latency_hours only for the hours at its edges (at 10 M pairs over 60 days: 60 x fewer rows to sum).
+latency_days = sa.Table(
+    "latency_days",
+    metadata,
+    sa.Column("day", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("command", sa.String(128), primary_key=True),
+    sa.Column("zone", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(16), primary_key=True),
+    sa.Column("bin", sa.Integer, primary_key=True),
+    sa.Column("pairs", sa.Integer, nullable=False),
+)

@@ -41,7 +41,7 @@ from rules.rollups import json_text, latency_bin
 __all__ = ["GENERATOR_VERSION", "Spec", "Chunk", "Facts", "chunks", "pair_results_of", "write_catalogue",
            "cached_catalogue", "check_against_store", "apply_verdicts", "KINDS", "ZONES"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 T0 = datetime(2026, 9, 1)  # naive UTC, as the catalogue stores times
 DAYS = 60
 KINDS = ["create_load", "assign_load", "update_stop_eta", "reassign_load", "cancel_load"]
@@ -428,9 +428,15 @@ def write_catalogue(path: Path, spec: Spec, *, progress: bool = False) -> Facts:
                      "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                      pair_hours[["hour", "command", "zone", "pairs", "matched", "differences", "new_errors"]]
                      .itertuples(index=False, name=None))
-    latency_hours = text_keys(pd.concat(latencies).groupby(level=[0, 1, 2, 3, 4]).sum())
+    by_hour = pd.concat(latencies).groupby(level=[0, 1, 2, 3, 4]).sum()
+    latency_hours = text_keys(by_hour)
     conn.executemany("INSERT INTO latency_hours (hour, command, zone, bin, target, pairs) VALUES (?, ?, ?, ?, ?, ?)",
                      latency_hours[["hour", "command", "zone", "bin", "target", "pairs"]].itertuples(index=False, name=None))
+    by_day = by_hour.reset_index()
+    by_day["hour"] = by_day["hour"] // 24 * 24  # the day's first hour: rules.rollups keys days so
+    latency_days = text_keys(by_day.groupby(["hour", "command", "zone", "bin", "target"]).sum())
+    conn.executemany("INSERT INTO latency_days (day, command, zone, bin, target, pairs) VALUES (?, ?, ?, ?, ?, ?)",
+                     latency_days[["hour", "command", "zone", "bin", "target", "pairs"]].itertuples(index=False, name=None))
     by_quirk = diffs.groupby("quirk")
     quirk_rows = by_quirk.agg(differences=("pair", "size"), pairs=("pair", "nunique"), first=("offset", "min"),
                               last=("offset", "max")).join(diffs.loc[by_quirk["pair"].idxmin()].set_index("quirk")[
@@ -504,7 +510,7 @@ def _lookups(diffs: pd.DataFrame, load_pairs: np.ndarray, spec: Spec) -> list[di
 # The tables the generator writes; check_against_store compares every table of the schema, these and the rest
 # (which both ways must leave empty), so a roll-up added to Catalogue.store later and not here is caught.
 WRITTEN = ("pair_results", "pair_keys", "differences", "fingerprints", "quirks", "quirk_zones", "pair_hours",
-           "latency_hours", "quirk_hours", "alembic_version")
+           "latency_hours", "latency_days", "quirk_hours", "alembic_version")
 
 
 def _rows(path: Path, table: str) -> list[tuple[Any, ...]]:

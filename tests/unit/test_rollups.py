@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rules.catalogue import Catalogue, open_catalogue, upgrade
 from rules.rollups import bin_bounds, hour_of, latency_bin
-from rules.schema import differences, latency_hours, pair_hours, pair_keys, pair_results, quirk_hours
+from rules.schema import differences, latency_days, latency_hours, pair_hours, pair_keys, pair_results, quirk_hours
 from shadow.model import Command, Outcome, Pair, Status, Target
 from shadow.pipeline import compare_into
 
@@ -42,6 +42,8 @@ def rollups(catalogue: Catalogue) -> dict[str, Counter]:
             "pairs": Counter({(h, c, z): (p, m, d, le, ne) for h, c, z, p, m, d, le, ne in conn.execute(
                 sa.select(pair_hours)) if p}),
             "latency": Counter({(h, c, z, t, b): n for h, c, z, t, b, n in conn.execute(sa.select(latency_hours)) if n}),
+            "latency_days": Counter({(d, c, z, t, b): n for d, c, z, t, b, n in conn.execute(sa.select(latency_days))
+                                     if n}),
             "quirks": Counter({(q, h, c, z): (d, p) for q, h, c, z, d, p in conn.execute(sa.select(quirk_hours)) if d}),
             "keys": Counter(tuple(r) for r in conn.execute(sa.select(pair_keys))),
         }
@@ -69,7 +71,10 @@ def recount(catalogue: Catalogue) -> dict[str, Counter]:
         counts[0] += n
         counts[1] += 1
     keys = Counter((t, name, f"L-{t}" if name == "load_id" else "1") for t in by_token for name in ("load_id", "stop"))
-    return {"pairs": Counter({k: tuple(v) for k, v in pairs.items()}), "latency": latency,
+    days: Counter = Counter()
+    for (h, c, z, t, b), n in latency.items():
+        days[(h.replace(hour=0), c, z, t, b)] += n
+    return {"pairs": Counter({k: tuple(v) for k, v in pairs.items()}), "latency": latency, "latency_days": days,
             "quirks": Counter({k: tuple(v) for k, v in quirks.items()}), "keys": keys}
 
 
@@ -110,3 +115,26 @@ def test_a_latency_falls_inside_its_bin(ms: float) -> None:
     lower, upper = bin_bounds(latency_bin(ms))
     assert ms < 0.001 * 1.1 or lower <= ms * (1 + 1e-9) and ms <= upper * (1 + 1e-9)
     assert upper / lower < 1.091
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(-30, 80), st.integers(0, 80), st.sampled_from([None, "chi"]))
+def test_latency_from_whole_days_and_edge_hours_equals_the_hourly_sum(tmp_path_factory, start, length, zone) -> None:
+    from reports.query import Scope, latency
+
+    catalogue = open_catalogue(f"sqlite:///{tmp_path_factory.mktemp('lat') / 'c.db'}")
+    try:
+        compare_into([arrival(f"t{i}", i * 37, ("chi", "nyc")[i % 2], "assign_load", False, Status.OK, 1.0 + i % 17)
+                      for i in range(120)], catalogue)  # 120 pairs over about 3 days
+        scope = Scope(since=BASE + timedelta(hours=start), until=BASE + timedelta(hours=start + length), zone=zone)
+        with catalogue.engine.connect() as conn:
+            found = latency(conn, scope)
+            expected = Counter()
+            for target, index, n in conn.execute(sa.select(latency_hours.c.target, latency_hours.c.bin,
+                                                           latency_hours.c.pairs).where(*scope.where(latency_hours))):
+                expected[(target, index)] += n
+        got = Counter({(t, round(lo, 9)): n for t, lat in found.items() for lo, _up, n in lat.histogram})
+        want = Counter({(t, round(bin_bounds(i)[0], 9)): n for (t, i), n in expected.items() if n})
+        assert got == want
+    finally:
+        catalogue.close()

@@ -101,7 +101,8 @@ def _backfill(conn: sa.Connection) -> None:
         hourly = HourlyRollups()
         for row in rows:
             hourly.add(Contribution(*row[1:], occurrences.get(row[0], ())), 1)
-        hourly.flush(conn, insert)
+        for rollup in (hourly.pairs, hourly.latency, hourly.quirks):  # the tables this revision made, no later ones
+            rollup.flush(conn, insert)
         keys = []
         for token, body in conn.execute(sa.select(pairs.c.token, pairs.c.body).where(pairs.c.token.in_(tokens))):
             pair = from_json(zlib.decompress(body), Pair)
