@@ -12,12 +12,9 @@ Run: make bench (or python -m tests.bench.bench_cutover [FLIPS] [RUNS]).
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,7 @@ from rules.catalogue import open_catalogue
 from shadow import audit
 from shadow.config import load_config
 from shadow.demo.run import reference_processes, stop_processes
-from tests.integration.test_cutover import (TOKEN, ZONE, flip_in, start_proxies, traffic, wait_registered,
-                                            write_config)
+from tests.integration.test_cutover import TOKEN, ZONE, kill_after_flip, start_proxies, wait_registered, write_config
 
 BUDGET_S = 30.0
 TARGET_S = 10.0
@@ -57,29 +53,8 @@ def flips(count: int) -> list[float]:
 
 def kill_run() -> list[dict[str, Any]]:
     """One run of the kill test; the guard windows it recorded for the zone."""
-    with tempfile.TemporaryDirectory() as tmp, \
-            reference_processes(Path(tmp)) as [(legacy, _l), (new, new_process)]:
-        workdir = Path(tmp)
-        config = write_config(workdir, legacy, new)
-        proxies, urls = start_proxies(workdir, config)
-        try:
-            wait_registered(config, 3)
-            flip: dict[str, Any] = {}
-            thread = flip_in(2.0, config, flip)
-
-            def kill() -> None:
-                while "execution" not in flip:
-                    time.sleep(0.01)
-                time.sleep(1.0)
-                new_process.kill()
-
-            killer = threading.Thread(target=kill)
-            killer.start()
-            results = asyncio.run(traffic(urls, loads=1200, rate=200))
-            thread.join()
-            killer.join()
-        finally:
-            stop_processes(proxies)
+    with tempfile.TemporaryDirectory() as tmp:
+        config, results = kill_after_flip(Path(tmp))
         errors = [r for r in results if not isinstance(r["status"], int) or r["status"] >= 500]
         catalogue = open_catalogue(load_config(config).store.url.reveal())
         try:
@@ -87,9 +62,9 @@ def kill_run() -> list[dict[str, Any]]:
                                                        action="guard.window")]
         finally:
             catalogue.close()
-        for window in windows:
-            window["caller_errors"] = len(errors)
-        return windows
+    for window in windows:
+        window["caller_errors"] = len(errors)
+    return windows
 
 
 def main(count: int = 20, runs: int = 5) -> None:

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -37,6 +33,7 @@ from shadow import audit
 from shadow.config import load_config
 from shadow.demo.planted import noise_paths
 from shadow.demo.run import demo_config_text, free_port, reference_services, stop_processes
+from tests.integration.servers import start_proxies
 
 pytestmark = pytest.mark.integration
 TOKEN = "release:canary-test-token"
@@ -155,28 +152,6 @@ latency_factor = 50
     return workdir / "shadow.toml"
 
 
-def start_proxies(workdir: Path, config: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    processes, urls = [], []
-    env = {**os.environ, "SHADOW_ADMIN_TOKEN": TOKEN}
-    for i in range(count):
-        port = free_port()
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "shadow", "proxy", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / f"proxy-{i}.log", "wb")))  # noqa: SIM115
-        urls.append(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    for url in urls:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-    return processes, urls
-
-
 def until(condition: Any, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -189,7 +164,7 @@ def test_a_new_engine_slowed_past_the_sla_halts_the_plan_and_rolls_that_zone_bac
     started = time.monotonic()
     with reference_services(tmp_path, ("legacy", "legacy")) as (legacy, second), SlowHop(second) as hop:
         config = write_config(tmp_path, legacy, f"http://127.0.0.1:{hop.port}")
-        proxies, urls = start_proxies(tmp_path, config, 2)
+        proxies, urls = start_proxies(tmp_path, config, 2, token=TOKEN)
         catalogue = open_catalogue(load_config(config).store.url.reveal())
         # 15 commands/s per proxy: its catalogue sink stores a batch at a 50 ms lull or at 500 pairs, so under
         # steadier traffic pairs reach the catalogue many seconds late (seen: 4 s, a whole soak).

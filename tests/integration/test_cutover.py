@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -31,9 +29,10 @@ from cutover.controller import Controller
 from rules.catalogue import open_catalogue
 from shadow import audit
 from shadow.config import load_config
-from shadow.demo.run import demo_config_text, free_port, reference_processes, stop_processes
+from shadow.demo.run import demo_config_text, reference_processes, stop_processes
 from shadow.demo.trace import generate_trace
 from shadow.errors import ShadowError
+from tests.integration import servers
 
 pytestmark = pytest.mark.integration
 TOKEN = "release:cutover-test-token"
@@ -57,26 +56,7 @@ probe_interval_s = 0.1
 
 
 def start_proxies(workdir: Path, config: Path, count: int = 3) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    processes, urls = [], []
-    env = {**os.environ, "SHADOW_ADMIN_TOKEN": TOKEN}
-    for i in range(count):
-        port = free_port()
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "shadow", "proxy", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-             "--pairs", str(workdir / f"pairs-{i}.jsonl")], env=env, stdout=subprocess.DEVNULL,
-            stderr=open(workdir / f"proxy-{i}.log", "wb")))  # noqa: SIM115  (closed with the process)
-        urls.append(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    for url in urls:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-    return processes, urls
+    return servers.start_proxies(workdir, config, count, token=TOKEN, own_pairs=True)
 
 
 def wait_registered(config: Path, count: int) -> None:
@@ -212,10 +192,12 @@ def test_a_flip_to_reverse_reaches_all_three_proxies_and_nothing_is_lost_or_doub
             assert json.loads(resp.read())["load_id"] == reversed_zone[-1]["load"]
 
 
-def test_the_new_engine_killed_after_the_flip_is_rolled_back_by_the_guard(tmp_path: Path) -> None:
-    with reference_processes(tmp_path) as [(legacy, _lp), (new, new_process)]:
-        config = write_config(tmp_path, legacy, new)
-        proxies, urls = start_proxies(tmp_path, config)
+def kill_after_flip(workdir: Path, loads: int = 1200) -> tuple[Path, list[dict[str, Any]]]:
+    """Traffic at about 200 commands/s through three proxies; ZONE flipped to reverse after 2 s, the new
+    engine SIGKILLed one second after the flip. Returns the config and every command's result."""
+    with reference_processes(workdir) as [(legacy, _lp), (new, new_process)]:
+        config = write_config(workdir, legacy, new)
+        proxies, urls = start_proxies(workdir, config)
         try:
             wait_registered(config, 3)
             flip: dict[str, Any] = {}
@@ -226,36 +208,40 @@ def test_the_new_engine_killed_after_the_flip_is_rolled_back_by_the_guard(tmp_pa
                     time.sleep(0.01)
                 time.sleep(1.0)
                 new_process.send_signal(signal.SIGKILL)
-                flip["killed_at"] = time.monotonic()
 
             killer = threading.Thread(target=kill)
             killer.start()
-            results = asyncio.run(traffic(urls, loads=1200, rate=200))
+            results = asyncio.run(traffic(urls, loads=loads, rate=200))
             thread.join()
             killer.join()
         finally:
             stop_processes(proxies)
-        assert_no_secret_logged(tmp_path)
-        rolled = load_config(config).routing
-        assert rolled.zones[ZONE] == "shadow" and rolled.version == 3  # hold, flip, then the guard's rollback
-        catalogue = open_catalogue(load_config(config).store.url.reveal())
-        try:
-            entries = audit.entries(catalogue.engine)
-            windows = [e.detail for e in entries if e.action == "guard.window" and e.subject == f"zone:{ZONE}"]
-            rollbacks = [e for e in entries if e.action == "guard.rollback"]
-            assert audit.verify(catalogue.engine)[0]
-        finally:
-            catalogue.close()
-        worst = max(w["seconds"] for w in windows)
-        print(f"\nguard: {len(rollbacks)} rollback(s) written; unavailability windows in {ZONE} (s): "
-              + ", ".join(f"{w['seconds']:.2f} ({w['held']} held)" for w in windows) + f"; worst {worst:.2f} s")
-        assert len(rollbacks) == 1 and windows and worst < 30            # within the budget, with margin
-        statuses = Counter(r["status"] for r in results)
-        assert all(isinstance(s, int) and s < 500 for s in statuses), statuses  # held, not failed
-        loads, assignments = legacy_counts(tmp_path)
-        created = {r["load"] for r in results if r["kind"] == "create_load" and r["status"] in (200, 201)}
-        assert created <= set(loads) and set(loads.values()) == {1}            # nothing lost in legacy
-        assert all(n == 1 for n in assignments.values())                     # nothing applied twice
-        late = [r for r in results if r["zone"] == ZONE and r["kind"] == "create_load"
-                and r["status"] in (200, 201)]
-        assert late
+    return config, results
+
+
+def test_the_new_engine_killed_after_the_flip_is_rolled_back_by_the_guard(tmp_path: Path) -> None:
+    config, results = kill_after_flip(tmp_path)
+    assert_no_secret_logged(tmp_path)
+    rolled = load_config(config).routing
+    assert rolled.zones[ZONE] == "shadow" and rolled.version == 3  # hold, flip, then the guard's rollback
+    catalogue = open_catalogue(load_config(config).store.url.reveal())
+    try:
+        entries = audit.entries(catalogue.engine)
+        windows = [e.detail for e in entries if e.action == "guard.window" and e.subject == f"zone:{ZONE}"]
+        rollbacks = [e for e in entries if e.action == "guard.rollback"]
+        assert audit.verify(catalogue.engine)[0]
+    finally:
+        catalogue.close()
+    worst = max(w["seconds"] for w in windows)
+    print(f"\nguard: {len(rollbacks)} rollback(s) written; unavailability windows in {ZONE} (s): "
+          + ", ".join(f"{w['seconds']:.2f} ({w['held']} held)" for w in windows) + f"; worst {worst:.2f} s")
+    assert len(rollbacks) == 1 and windows and worst < 30            # within the budget, with margin
+    statuses = Counter(r["status"] for r in results)
+    assert all(isinstance(s, int) and s < 500 for s in statuses), statuses  # held, not failed
+    loads, assignments = legacy_counts(tmp_path)
+    created = {r["load"] for r in results if r["kind"] == "create_load" and r["status"] in (200, 201)}
+    assert created <= set(loads) and set(loads.values()) == {1}            # nothing lost in legacy
+    assert all(n == 1 for n in assignments.values())                     # nothing applied twice
+    late = [r for r in results if r["zone"] == ZONE and r["kind"] == "create_load"
+            and r["status"] in (200, 201)]
+    assert late
