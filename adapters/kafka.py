@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import orjson
@@ -20,7 +20,8 @@ from shadow.config import KafkaTarget as KafkaTargetConfig
 from shadow.errors import TargetError
 from shadow.model import Command, Outcome, Pair, Status, Target, to_json
 
-__all__ = ["KafkaTarget", "KafkaPairs", "ensure_topics", "check_brokers", "command_message", "outcome_message", "VERSION"]
+__all__ = ["KafkaTarget", "KafkaPairs", "ensure_topics", "check_brokers", "command_message", "outcome_message", "VERSION",
+           "lazy_delivery"]
 
 VERSION = 1
 
@@ -170,13 +171,26 @@ class KafkaPairs:
 
         ensure_topics(bootstrap, {topic: partitions})
         self.topic = topic
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        # A broker that is down must not hold a sending thread for the default minute.
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_block_ms=5000,
+                                       request_timeout_ms=5000, reconnect_backoff_max_ms=1000)
         self.written = 0
 
     def write(self, pair: Pair) -> None:
         """Publish one pair (buffered by the producer)."""
         self._producer.send(self.topic, key=(pair.token or "").encode(), value=pair_message(pair))
         self.written += 1
+
+    def deliver(self, pairs: list[Pair], *, timeout: float = 10.0) -> None:
+        """Publish pairs and wait until the broker acknowledged every one; raises when it did not."""
+        futures = [self._producer.send(self.topic, key=(p.token or "").encode(), value=pair_message(p)) for p in pairs]
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            if not future.is_done:
+                raise TimeoutError(f"the broker did not acknowledge {self.topic} within {timeout:g} s")
+            if future.exception is not None:
+                raise future.exception
+        self.written += len(pairs)
 
     def close(self) -> None:
         """Wait for every pair to be acknowledged."""
@@ -195,3 +209,15 @@ _PAIR_MESSAGE = msgspec.json.Decoder(msgspec.defstruct("PairMessage", [("v", int
 def read_pair_message(value: bytes) -> Pair:
     """The pair in a pairs-topic message (msgspec.ValidationError / DecodeError when it is not one)."""
     return _PAIR_MESSAGE.decode(value).pair
+
+
+def lazy_delivery(bootstrap: str, topic: str) -> Callable[[list[Pair]], None]:
+    """A delivery function for DegradingSink: connects on first use, so a broker down at start only delays."""
+    found: list[KafkaPairs] = []
+
+    def deliver(pairs: list[Pair]) -> None:
+        if not found:
+            found.append(KafkaPairs(bootstrap, topic))
+        found[0].deliver(pairs)
+
+    return deliver

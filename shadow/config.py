@@ -386,6 +386,10 @@ class ProxyConfig(_Strict):
     admin_token_env: str = "SHADOW_ADMIN_TOKEN"
     drain_seconds: float = Field(5.0, ge=0)
     reload_seconds: float = Field(0.5, gt=0, description="how often the config file is checked for a new route table")
+    spill_dir: Path = Field(Path("spill"), description="where pairs wait on disk while the catalogue store or the "
+                                                       "Kafka broker is down (sink catalogue or kafka)")
+    buffer: int = Field(10_000, ge=1, description="pairs waiting in memory for the store or broker; beyond, they go "
+                                                  "to the spill file, and dropped (counted) only if that fails too")
     registry: bool = Field(True, description="register and heartbeat in the store, so `shadow cutover execute` "
                                              "waits for this proxy to run a new route table")
 
@@ -518,11 +522,12 @@ def _resolve_relative(config: Config, base: Path) -> Config:
         url = "sqlite:///" + str((base / url[len("sqlite:///"):]).resolve())
     pairs = config.replay.pairs if config.replay.pairs.is_absolute() else base / config.replay.pairs
     proxy_pairs = config.proxy.pairs if config.proxy.pairs.is_absolute() else base / config.proxy.pairs
+    spill_dir = config.proxy.spill_dir if config.proxy.spill_dir.is_absolute() else base / config.proxy.spill_dir
     return config.model_copy(
         update={
             "store": store.model_copy(update={"rules": rules, "url": Dsn(url)}),
             "replay": config.replay.model_copy(update={"pairs": pairs}),
-            "proxy": config.proxy.model_copy(update={"pairs": proxy_pairs}),
+            "proxy": config.proxy.model_copy(update={"pairs": proxy_pairs, "spill_dir": spill_dir}),
         }
     )
 

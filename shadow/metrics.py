@@ -47,6 +47,16 @@ class ProxyMetrics:
                                      "held command to first success)", registry=registry,
                                      buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60))
         self.queue_depth = Gauge("shadow_proxy_mirror_queue_depth", "Mirrors waiting", registry=registry)
+        self.pairs_buffered = Gauge("shadow_proxy_pairs_buffered", "Pairs waiting in memory for the store or broker",
+                                    registry=registry)
+        self.pairs_spilled = Gauge("shadow_proxy_pairs_spilled_total", "Pairs written to the spill file while the "
+                                   "store or broker was down", registry=registry)
+        self.pairs_drained = Gauge("shadow_proxy_pairs_drained_total", "Pairs delivered from the spill file",
+                                   registry=registry)
+        self.pairs_dropped = Gauge("shadow_proxy_pairs_dropped_total", "Pairs neither delivered nor spilled, by reason",
+                                   ["reason"], registry=registry)
+        self.sink_degraded = Gauge("shadow_proxy_sink_degraded", "1 while pairs go to the spill file",
+                                   registry=registry)
         # Children looked up once: labels() costs a few microseconds per call on the hot path.
         self.commands = self.requests.labels("command")
         self.unmatched = self.requests.labels("unmatched")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from adapters.spill import DegradingSink, SpillFile
 from rules.catalogue import Catalogue, IngestStats
 from rules.compare import Comparator, PairResult
 from rules.noise import PATTERN_FILE, propose_noise, write_noise_file
@@ -77,69 +79,32 @@ def _settle(catalogue: Catalogue, rules: RuleSet, rules_folder: Path | None, run
     return run
 
 
-class CatalogueSink:
+class CatalogueSink(DegradingSink):
     """A PairSink that compares pairs and stores them in the catalogue, off the caller's thread.
 
     `write` only queues (it is called from the proxy's event loop and must not
     block); a thread compares and stores in batches, and brings verdicts in line
-    with the rule files after each batch. A full queue drops the pair and counts it.
+    with the rule files after each batch. While the store is down, pairs go to
+    the spill file and are stored from it, in order, when it is back.
     """
 
-    def __init__(self, catalogue: Catalogue, *, rules_folder: Path | None = None, queue: int = 10_000,
-                 batch: int = 500, max_age: float = 0.25) -> None:
-        import queue as queue_module
-        import threading
-
-        self.catalogue = catalogue
-        self.dropped = 0
-        self.failed = 0
+    def __init__(self, catalogue: Catalogue | str, *, rules_folder: Path | None = None, queue: int = 10_000,
+                 batch: int = 500, max_age: float = 0.25, spill: SpillFile | None = None,
+                 retry_s: float = 1.0) -> None:
+        # Given a URL, the catalogue is opened on the first delivery: a store that is down when the
+        # proxy starts only means pairs wait in the spill file.
+        self.catalogue: Catalogue | None = catalogue if isinstance(catalogue, Catalogue) else None
         self.stored = IngestStats()
-        self._rules_folder = rules_folder
-        self._batch = batch
-        self._max_age = max_age  # a batch is stored at most this long after its first pair arrived
-        self._queue: queue_module.Queue[Pair | None] = queue_module.Queue(maxsize=queue)
-        self._full = queue_module.Full
-        self._empty = queue_module.Empty
-        self._thread = threading.Thread(target=self._run, name="catalogue-sink", daemon=True)
-        self._thread.start()
-
-    def write(self, pair: Pair) -> None:
-        """Queue a pair for comparing and storing (never blocks)."""
-        try:
-            self._queue.put_nowait(pair)
-        except self._full:
-            self.dropped += 1
-
-    def close(self) -> None:
-        """Store what is queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        rules = load_rules(self._rules_folder)
+        rules = load_rules(rules_folder)
         comparator = Comparator(Normaliser(rules.steps), keep_pairs=True)
-        done = False
-        while not done:
-            batch: list[Pair] = []
-            item = self._queue.get()
-            # Stored at `batch` pairs, after a 50 ms lull, or `max_age` after the first pair: a steady
-            # trickle (a pair every 40 ms) must not wait for 500 pairs (it did: 20 s at 25 pairs/s).
-            deadline = time.monotonic() + self._max_age
-            while item is not None:
-                batch.append(item)
-                left = deadline - time.monotonic()
-                if len(batch) >= self._batch or left <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=min(0.05, left))
-                except self._empty:
-                    break
-            done = item is None
-            if not batch:
-                continue
-            try:
-                self.stored.add(self.catalogue.store([comparator.compare(p) for p in batch]))
-                self.catalogue.apply_rules(rules)
-            except Exception:  # the store being down must not stop the sink (spilling comes with issue 11)
-                log.exception("catalogue sink: %d pair(s) could not be stored", len(batch))
-                self.failed += len(batch)
+
+        def deliver(pairs: list[Pair]) -> None:
+            if self.catalogue is None:
+                from rules.catalogue import open_catalogue
+
+                self.catalogue = open_catalogue(str(catalogue))
+            self.stored.add(self.catalogue.store([comparator.compare(p) for p in pairs]))
+            self.catalogue.apply_rules(rules)
+
+        spill = spill or SpillFile(Path(tempfile.gettempdir()) / f"shadow-spill-{os.getpid()}" / "catalogue.spill")
+        super().__init__("catalogue", deliver, spill, buffer=queue, batch=batch, max_age=max_age, retry_s=retry_s)

@@ -28,6 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
 from adapters.http1 import Http1Pool, Http1Response
 from adapters.jsonl import JsonlCommands, JsonlPairs
+from adapters.kafka import lazy_delivery
+from adapters.spill import DegradingSink, SpillFile
 from adapters.protocols import PairSink
 from adapters.sql import SqlStateReader
 from cutover.routing import RouteTable, mirrors, primary_of
@@ -200,18 +202,18 @@ class Proxy(GuardedZones):
         return SqlStateReader(target, url.reveal(), self.config.routes) if url is not None else None
 
     def _default_sink(self) -> PairSink:
-        if self.config.proxy.sink == "catalogue":
-            from rules.catalogue import open_catalogue
+        proxy = self.config.proxy
+        # One spill file per sink and listening address: a proxy restarted on its address drains its own.
+        spill = SpillFile(proxy.spill_dir / f"{proxy.sink}-{self.address.replace(':', '-')}.spill")
+        if proxy.sink == "catalogue":
             from shadow.pipeline import CatalogueSink
 
-            catalogue = open_catalogue(self.config.store.url.reveal())
-            return CatalogueSink(catalogue, rules_folder=self.config.store.rules, queue=self.config.proxy.queue * 10)
-        if self.config.proxy.sink == "kafka":
-            from adapters.kafka import KafkaPairs
-
-            assert self.config.kafka.bootstrap is not None  # validated with the config
-            return KafkaPairs(self.config.kafka.bootstrap, self.config.kafka.pairs)
-        return JsonlPairs(self.config.proxy.pairs, append=True)
+            return CatalogueSink(self.config.store.url.reveal(), rules_folder=self.config.store.rules,
+                                 queue=proxy.buffer, spill=spill)
+        if proxy.sink == "kafka":
+            deliver = lazy_delivery(self.config.kafka.bootstrap or "", self.config.kafka.pairs)
+            return DegradingSink("kafka", deliver, spill, buffer=proxy.buffer)
+        return JsonlPairs(proxy.pairs, append=True)
 
     async def _drain(self, _app: web.Application) -> None:
         """Graceful shutdown: mirrors already queued are finished, up to the drain deadline."""
@@ -454,6 +456,15 @@ class Proxy(GuardedZones):
         return web.json_response({"status": "ok", "route_table": self.table.version})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
+        sink = self._sink
+        if isinstance(sink, DegradingSink):
+            metrics = self.metrics
+            metrics.pairs_buffered.set(sink.buffered)
+            metrics.pairs_spilled.set(sink.spilled)
+            metrics.pairs_drained.set(sink.drained)
+            metrics.sink_degraded.set(int(sink.degraded_since is not None))
+            for reason, n in sink.dropped.items():
+                metrics.pairs_dropped.labels(reason).set(n)
         return web.Response(body=generate_latest(self.metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
