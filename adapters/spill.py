@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from shadow.model import Pair, from_json, to_json
 
-__all__ = ["SpillFile", "DegradingSink", "SpillBusy"]
+__all__ = ["SpillFile", "DegradingSink", "SpillBusy", "drain"]
 
 log = logging.getLogger("shadow.spill")
 
@@ -264,3 +264,22 @@ class DegradingSink:
                         time.monotonic() - self.degraded_since, self.drained, self.spill.path)
         self.degraded_since, self._draining = None, False
         return bool(pairs)
+
+
+def drain(spill: SpillFile, deliver: Callable[[list[Pair]], None], *, chunk: int = 500,
+          on_progress: Callable[[int], None] | None = None) -> int:
+    """Deliver a spill file's pending pairs, oldest first, recording the offset after each chunk; how many went.
+
+    The caller owns the file (`lock`). A delivery that raises stops the drain where it was.
+    """
+    drained = 0
+    while spill.has_pending():
+        pairs, offset = spill.read(chunk)
+        if not pairs:
+            break
+        deliver(pairs)
+        spill.commit(offset)
+        drained += len(pairs)
+        if on_progress is not None:
+            on_progress(len(pairs))
+    return drained

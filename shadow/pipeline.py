@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from adapters.spill import DegradingSink, SpillFile
-from rules.catalogue import Catalogue, IngestStats
+from rules.catalogue import Catalogue, IngestStats, open_catalogue
 from rules.compare import Comparator, PairResult
 from rules.noise import PATTERN_FILE, propose_noise, write_noise_file
 from rules.normalise import Normaliser
 from rules.rulefile import RuleSet, load_rules
+from shadow.config import Config
+from shadow.errors import ConfigError
 from shadow.model import Pair
 
-__all__ = ["CompareRun", "CatalogueSink", "compare_pairs", "compare_into", "recompute"]
+__all__ = ["CompareRun", "CatalogueSink", "delivery_for", "compare_pairs", "compare_into", "recompute"]
 
 log = logging.getLogger("shadow.pipeline")
 
@@ -79,6 +81,13 @@ def _settle(catalogue: Catalogue, rules: RuleSet, rules_folder: Path | None, run
     return run
 
 
+def _store_compared(catalogue: Catalogue, comparator: Comparator, rules: RuleSet, pairs: list[Pair]) -> IngestStats:
+    """Compare a batch, store the results, bring verdicts in line with the rule files."""
+    stats = catalogue.store([comparator.compare(p) for p in pairs])
+    catalogue.apply_rules(rules)
+    return stats
+
+
 class CatalogueSink(DegradingSink):
     """A PairSink that compares pairs and stores them in the catalogue, off the caller's thread.
 
@@ -100,11 +109,29 @@ class CatalogueSink(DegradingSink):
 
         def deliver(pairs: list[Pair]) -> None:
             if self.catalogue is None:
-                from rules.catalogue import open_catalogue
-
                 self.catalogue = open_catalogue(str(catalogue))
-            self.stored.add(self.catalogue.store([comparator.compare(p) for p in pairs]))
-            self.catalogue.apply_rules(rules)
+            self.stored.add(_store_compared(self.catalogue, comparator, rules, pairs))
 
         spill = spill or SpillFile(Path(tempfile.gettempdir()) / f"shadow-spill-{os.getpid()}" / "catalogue.spill")
         super().__init__("catalogue", deliver, spill, buffer=queue, batch=batch, max_age=max_age, retry_s=retry_s)
+
+
+def delivery_for(sink: str, config: Config) -> tuple[Callable[[list[Pair]], None], Callable[[], None]]:
+    """How pairs reach a sink kind of the config ('catalogue' or 'kafka'): a delivery and a close."""
+    if sink == "catalogue":
+        catalogue = open_catalogue(config.store.url.reveal())
+        rules = load_rules(config.store.rules)
+        comparator = Comparator(Normaliser(rules.steps), keep_pairs=True)
+
+        def deliver(pairs: list[Pair]) -> None:
+            _store_compared(catalogue, comparator, rules, pairs)
+
+        return deliver, catalogue.close
+    if sink == "kafka":
+        from adapters.kafka import KafkaPairs
+
+        if not config.kafka.bootstrap:
+            raise ConfigError("a kafka spill file needs [kafka] bootstrap to drain to", hint="set [kafka] bootstrap")
+        pairs = KafkaPairs(config.kafka.bootstrap, config.kafka.pairs)
+        return pairs.deliver, pairs.close
+    raise ConfigError(f"no sink kind {sink!r}", hint="spill files are named catalogue-… or kafka-…")

@@ -42,6 +42,8 @@ audit_app = typer.Typer(help="The audit log: who decided what, when; verify that
 rules_app = typer.Typer(help="Rule files: check them, test a change against the stored pairs.", no_args_is_help=True)
 cutover_app = typer.Typer(help="Cut over zone by zone: check the gates, plan a flip, execute it, roll it back, see the status.",
                           no_args_is_help=True)
+spill_app = typer.Typer(help="Pairs waiting on disk while the catalogue store or the Kafka broker was down.",
+                        no_args_is_help=True)
 pairs_app = typer.Typer(help="Stored pairs: the entity audit (every command that touched a load, in order).",
                         no_args_is_help=True)
 config_app = typer.Typer(help="Validate and show shadow.toml (secrets masked).", no_args_is_help=True)

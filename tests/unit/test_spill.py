@@ -164,3 +164,35 @@ def test_whatever_the_outages_every_pair_arrives_once_in_order(tmp_path_factory,
     until(lambda: len(store.received) == sent)
     sink.close()
     assert store.received == [f"tok-{n:05d}" for n in range(sent)]
+
+
+def test_spill_status_and_drain_for_an_operator(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from reports.summary import summarise
+    from rules.catalogue import open_catalogue
+    from shadow.cli import app
+
+    config = tmp_path / "shadow.toml"
+    config.write_text('[targets.legacy]\nurl = "http://127.0.0.1:9"\n[targets.new]\nurl = "http://127.0.0.1:9"\n'
+                      '[store]\nurl = "sqlite:///shadow.db"\n[proxy]\nsink = "catalogue"\nspill_dir = "spill"\n')
+    SpillFile(tmp_path / "spill" / "catalogue-127.0.0.1-8080.spill").append([pair(n) for n in range(25)])
+    runner = CliRunner()
+    status = runner.invoke(app, ["spill", "status", "--config", str(config), "--json"])
+    assert status.exit_code == 0, status.output
+    (found,) = json.loads(status.stdout)["files"]
+    assert found["pending"] == 25 and found["sink"] == "catalogue"
+    held = SpillFile(tmp_path / "spill" / "catalogue-127.0.0.1-8080.spill")
+    held.lock()                                   # a running proxy owns it
+    busy = runner.invoke(app, ["spill", "drain", "--config", str(config)])
+    assert busy.exit_code == 1 and "another process" in busy.output
+    held.unlock()
+    drained = runner.invoke(app, ["spill", "drain", "--config", str(config), "--json"])
+    assert drained.exit_code == 0 and json.loads(drained.stdout)[0]["drained"] == 25
+    catalogue = open_catalogue(f"sqlite:///{tmp_path / 'shadow.db'}")
+    assert summarise(catalogue).overall.pairs == 25
+    catalogue.close()
+    assert json.loads(runner.invoke(app, ["spill", "status", "--config", str(config), "--json"]).stdout)[
+        "files"][0]["pending"] == 0
