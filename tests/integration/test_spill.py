@@ -258,3 +258,50 @@ def test_a_full_disk_drops_counted_while_the_caller_is_served_and_the_proxy_reco
     pending = [p.token for p in SpillFile(tmp_path / "spill" / "catalogue-127.0.0.1-1.spill").pending()]
     assert len(pending) == 100
     assert json.dumps(figures["dropped"])  # JSON-able for the status command
+
+
+def test_a_kafka_broker_that_is_down_holds_pairs_in_the_spill_file_until_it_is_back(tmp_path: Path) -> None:
+    """A REAL broker (tansu) started only after 200 pairs were sent: they wait on disk, then arrive once each."""
+    from collections import Counter
+
+    from kafka import KafkaConsumer
+
+    from adapters.kafka import lazy_delivery, read_pair_message
+    from adapters.spill import DegradingSink
+    from shadow.model import Command, Outcome, Pair, Status, Target
+    from tests.conftest import start_tansu
+
+    def pair(n: int) -> Pair:
+        return Pair(command=Command(kind="assign_load", token=f"k-{n:04d}", keys={"load_id": f"L-{n}"}),
+                    legacy=Outcome(target=Target.LEGACY, status=Status.OK), new=Outcome(target=Target.NEW,
+                                                                                      status=Status.OK))
+
+    port = free_port()
+    sink = DegradingSink("kafka", lazy_delivery(f"127.0.0.1:{port}", "pairs"), SpillFile(tmp_path / "k.spill"),
+                         max_age=0.05, retry_s=0.5)
+    for n in range(200):                                   # a second at 200 pairs/s, no broker
+        sink.write(pair(n))
+        time.sleep(0.005)
+    for _ in range(400):
+        if sink.spilled == 200:
+            break
+        time.sleep(0.05)
+    assert sink.spilled == 200 and sink.degraded_since is not None
+    broker = start_tansu(port)
+    try:
+        for _ in range(600):
+            if sink.degraded_since is None:
+                break
+            time.sleep(0.1)
+        for n in range(200, 250):
+            sink.write(pair(n))
+        sink.close()
+        consumer = KafkaConsumer("pairs", bootstrap_servers=f"127.0.0.1:{port}", auto_offset_reset="earliest",
+                                 group_id=None, consumer_timeout_ms=5000)
+        seen = Counter(read_pair_message(record.value).token for record in consumer)
+        consumer.close()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+    print(f"\nbroker down: {sink.spilled} pairs spilled, {sink.drained} drained, {sink.delivered} sent directly")
+    assert seen == Counter({f"k-{n:04d}": 1 for n in range(250)})   # every pair once, none lost
