@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 import urllib.request
@@ -136,7 +137,7 @@ def test_the_postgres_store_down_for_30_s_loses_nothing_and_counts_nothing_twice
             proxy = Proxy(config, admin_token="t", address="127.0.0.1:1")
             async with serving(proxy.app()) as url:
                 loop = asyncio.get_running_loop()
-                traffic = asyncio.create_task(send(url, 200 * 45, 200, "L"))   # 45 s at 200/s
+                traffic = asyncio.create_task(send(url, 200 * 38, 200, "L"))   # 38 s at 200/s: 5 s, the 30 s outage, 3 s
                 await asyncio.sleep(5)
                 await loop.run_in_executor(None, stop_store)
                 stopped_at = time.monotonic()
@@ -160,7 +161,7 @@ def test_the_postgres_store_down_for_30_s_loses_nothing_and_counts_nothing_twice
     print(f"\nstore down 30 s at 200 commands/s: {len(served):,} commands served by the primary, "
           f"{figures['spilled']:,} pairs spilled ({figures['pending_mid']:,} waiting half-way), "
           f"{figures['drained']:,} drained, {len(tokens):,} stored, dropped {figures['dropped']}")
-    assert set(figures["statuses"]) == {200} and len(served) == 200 * 45
+    assert set(figures["statuses"]) == {200} and len(served) == 200 * 38
     assert figures["pending_mid"] > 1000 and figures["spilled"] >= figures["pending_mid"]
     assert set(tokens) == served and len(tokens) == len(served)   # 0 lost
     assert counted == len(served) and not figures["dropped"]      # 0 counted twice
@@ -305,3 +306,62 @@ def test_a_kafka_broker_that_is_down_holds_pairs_in_the_spill_file_until_it_is_b
         broker.wait(timeout=10)
     print(f"\nbroker down: {sink.spilled} pairs spilled, {sink.drained} drained, {sink.delivered} sent directly")
     assert seen == Counter({f"k-{n:04d}": 1 for n in range(250)})   # every pair once, none lost
+
+
+def test_the_kafka_broker_unavailable_for_30_s_under_traffic_loses_nothing_and_counts_nothing_twice(
+        tmp_path: Path) -> None:
+    """A REAL broker (tansu) frozen with SIGSTOP for 30 s, so it neither answers nor forgets, at 200 commands/s;
+    a comparator worker (a thread) stores from the topic into a SQLite catalogue."""
+    from shadow.workers import run_comparator_worker
+    from tests.conftest import start_tansu
+
+    port = free_port()
+    broker = start_tansu(port)
+    legacy, new = Primary("legacy"), Primary("new")
+    store = f"sqlite:///{tmp_path / 'shadow.db'}"
+    stop_worker = threading.Event()
+    catalogue = open_catalogue(store)
+    worker = threading.Thread(target=run_comparator_worker, args=(f"127.0.0.1:{port}", "pairs", "soak", catalogue),
+                              kwargs={"stop": stop_worker}, daemon=True)
+
+    async def scenario() -> dict:
+        async with serving(legacy.app()) as legacy_url, serving(new.app()) as new_url:
+            path = write_config(tmp_path, legacy_url, new_url, store, sink="kafka")
+            path.write_text(path.read_text() + f'[kafka]\nbootstrap = "127.0.0.1:{port}"\npairs = "pairs"\n')
+            config = load_config(path)
+            proxy = Proxy(config, admin_token="t", address="127.0.0.1:2")
+            async with serving(proxy.app()) as url:
+                worker.start()
+                traffic = asyncio.create_task(send(url, 200 * 38, 200, "Q"))
+                await asyncio.sleep(5)
+                broker.send_signal(signal.SIGSTOP)
+                await asyncio.sleep(30)
+                broker.send_signal(signal.SIGCONT)
+                statuses = await traffic
+                sink = proxy._sink
+                for _ in range(900):
+                    if sink.degraded_since is None and sink.buffered == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                return {"statuses": statuses, "spilled": sink.spilled, "drained": sink.drained,
+                        "dropped": dict(sink.dropped)}
+
+    try:
+        figures = asyncio.run(scenario())
+        served = set(legacy.served)
+        for _ in range(600):                               # the worker catches up
+            tokens, counted = stored_tokens(store)
+            if len(tokens) >= len(served):
+                break
+            time.sleep(0.1)
+    finally:
+        stop_worker.set()
+        worker.join(timeout=30)
+        catalogue.close()
+        broker.send_signal(signal.SIGCONT)
+        broker.terminate()
+        broker.wait(timeout=10)
+    print(f"\nbroker unavailable 30 s at 200 commands/s: {len(served):,} served, {figures['spilled']:,} spilled, "
+          f"{figures['drained']:,} drained, {len(tokens):,} stored by the worker, dropped {figures['dropped']}")
+    assert set(figures["statuses"]) == {200} and figures["spilled"] > 1000
+    assert set(tokens) == served and len(tokens) == len(served) and counted == len(served)
