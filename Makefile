@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration test-browser bench lint clean system-deps install
+.PHONY: demo test test-unit test-integration test-browser bench soak lint clean system-deps install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_report --pairs 10000000 --quirks 10000
 	$(BIN)/python -m tests.bench.bench_ui --pairs 10000000 --quirks 10000
 	$(BIN)/python -m tests.bench.bench_cutover 20 5
+
+# A soak, not part of bench (30 minutes): 500 commands/s through the proxy, a comparator worker and the store
+# running; prints RSS, descriptors, queues and caller p99 every minute, the verdict, and docs/images/soak.png.
+soak: $(STAMP)
+	$(BIN)/python -m tests.bench.soak --minutes 30 --rate 500
 
 lint: $(STAMP)
 	$(BIN)/ruff check shadow adapters rules reports cutover tests
