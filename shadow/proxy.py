@@ -247,7 +247,10 @@ class Proxy(GuardedZones):
     # -- the hot path ----------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request)
+        try:
+            body = await self._body(request)
+        except ConnectionResetError:  # the caller hung up before its body was complete: nothing to forward
+            return web.Response(status=400)
         if body is None:
             self.metrics.too_large.inc()
             return web.json_response({"error": f"request body over {self.config.proxy.max_body} bytes"}, status=413)
@@ -307,8 +310,13 @@ class Proxy(GuardedZones):
         limit = self.config.proxy.max_body
         if request.content_length is not None and request.content_length > limit:
             return None
-        body = await request.content.read(limit + 1)
-        return None if len(body) > limit else body
+        # read() returns what has arrived so far: a body that comes in several reads takes several.
+        chunks = [await request.content.read(limit + 1)]
+        size = len(chunks[0])
+        while chunks[-1] and size <= limit and not request.content.at_eof():
+            chunks.append(await request.content.read(limit + 1 - size))
+            size += len(chunks[-1])
+        return None if size > limit else b"".join(chunks)
 
     def _command(self, route: Route, params: dict[str, str], body: bytes,
                  headers: Mapping[str, str]) -> tuple[Command, str | None]:

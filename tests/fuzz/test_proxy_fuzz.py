@@ -35,7 +35,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from adapters.jsonl import JsonlPairs
 from shadow.config import parse_config
@@ -346,6 +346,18 @@ def check(h: Harness, call: Call, answer: Answer, shadow: Answer, well_formed: b
             f"the next caller got {again and (again.status, again.body[:100])}"
 
 
+# -- what the fuzzer found: each fixed; each example fails on the code before its fix ---------------------
+
+OK = Answer()
+READ = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\n\r\n")
+_BODY = b'{"zone":"chi","n":1}'
+_POST = b"POST /loads/L-1/assign HTTP/1.1\r\nHost: fuzz.example\r\n"
+# A body that came in two reads went on as its first read; a body cut by a caller hanging up went on as the part sent.
+BODY_IN_TWO_READS = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, pieces=(len(_POST) + 30,))
+HANG_UP_MID_BODY = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, hang_up=len(_POST) + 35)
+
+
+@example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
@@ -368,6 +380,7 @@ def test_whatever_the_primary_answers_reaches_the_caller_unchanged_or_as_502(
     check(harness, call, answer, shadow, well_formed=True, follow_up=True)
 
 
+@example(call=HANG_UP_MID_BODY, answer=OK, shadow=OK)
 @given(call=hang_ups(), answer=answers(), shadow=answers())
 @examples(0.10)
 def test_a_caller_hanging_up_mid_request_reaches_no_upstream_and_crashes_nothing(
