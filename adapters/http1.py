@@ -19,7 +19,17 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["Http1Pool", "Http1Response", "UpstreamError"]
+__all__ = ["Http1Pool", "Http1Response", "UpstreamError", "origin_form"]
+
+
+def origin_form(raw: str) -> str:
+    """A request-target as the caller sent it (aiohttp's request.raw_path), in origin-form: absolute-form loses its
+    scheme and authority. Not request.path_qs: yarl's rendering turns '//x' into '////x' and drops a bare '?'."""
+    if raw.startswith("/"):
+        return raw
+    rest = raw.partition("://")[2]
+    path = rest[len(rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]):]
+    return path if path.startswith("/") else "/" + path
 
 
 class UpstreamError(OSError):

@@ -26,7 +26,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
-from adapters.http1 import Http1Pool, Http1Response
+from adapters.http1 import Http1Pool, Http1Response, origin_form
 from adapters.jsonl import JsonlCommands, JsonlPairs
 from adapters.kafka import lazy_delivery
 from adapters.spill import DegradingSink, SpillFile
@@ -259,7 +259,8 @@ class Proxy(GuardedZones):
         headers = forwardable(request.headers)
         if matched is None:
             self.metrics.unmatched.inc()
-            response, _ = await self._forward(primary_of(table.mode(None)), request.method, request.path_qs, headers, body)
+            response, _ = await self._forward(primary_of(table.mode(None)), request.method, origin_form(request.raw_path),
+                                              headers, body)
             return response
         route, params = matched
         command, error = self._command(route, params, body, request.headers)
@@ -281,7 +282,7 @@ class Proxy(GuardedZones):
         if mirrored and self.config.proxy.mirror == "parallel" and not guarded:
             mirror = self._new_mirror(command, route, primary, request, headers, body, error)
             self._enqueue(mirror)
-        response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
+        response, outcome = await self._forward(primary, request.method, origin_form(request.raw_path), headers, body)
         if guarded:
             response, outcome, primary = await self._guarded(command.zone, request, headers, body, response, outcome)
         elif self.guard.zones and not failed_outcome(outcome):
@@ -303,7 +304,7 @@ class Proxy(GuardedZones):
     @staticmethod
     def _new_mirror(command: Command, route: Route, primary: Target, request: web.Request, headers: CIMultiDict[str],
                     body: bytes, error: str | None) -> _Mirror:
-        return _Mirror(command, route, primary, primary.other, request.method, request.path_qs, headers, body,
+        return _Mirror(command, route, primary, primary.other, request.method, origin_form(request.raw_path), headers, body,
                        asyncio.get_running_loop().create_future(), error)
 
     async def _body(self, request: web.Request) -> bytes | None:

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from adapters.http1 import origin_form
 from cutover.routing import RouteTable
 from shadow.guard import Window
 from shadow.model import Outcome, Status, Target
@@ -91,7 +92,8 @@ class GuardedZones:
                 primary = Target.LEGACY
             elif resolution != "recovered":
                 return response, outcome, primary  # held as long as allowed: the caller gets the failure
-            response, outcome = await self._forward(primary, request.method, request.path_qs, headers, body)
+            response, outcome = await self._forward(primary, request.method, origin_form(request.raw_path), headers,
+                                                        body)
         if not failed_outcome(outcome):
             self.guard.succeeded(zone)
         return response, outcome, primary

@@ -355,9 +355,12 @@ _POST = b"POST /loads/L-1/assign HTTP/1.1\r\nHost: fuzz.example\r\n"
 # A body that came in two reads went on as its first read; a body cut by a caller hanging up went on as the part sent.
 BODY_IN_TWO_READS = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, pieces=(len(_POST) + 30,))
 HANG_UP_MID_BODY = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, hang_up=len(_POST) + 35)
+# The target went on as yarl rendered it: '//x' as '////x', without a bare '?'.
+TARGET_AS_SENT = Call.of(b"GET //loads/L-1/assign? HTTP/1.1\r\nHost: fuzz.example\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
+@example(call=TARGET_AS_SENT, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
