@@ -160,7 +160,7 @@ class Proxy(GuardedZones):
         app.router.add_get("/-/metrics", self._metrics)
         app.router.add_get("/-/admin/status", self._status)
         app.router.add_post("/-/admin/reload", self._reload)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)  # any path: '.' stops at a %0A
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._drain)
         app.on_cleanup.append(self._close)

@@ -357,10 +357,13 @@ BODY_IN_TWO_READS = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, piece
 HANG_UP_MID_BODY = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, hang_up=len(_POST) + 35)
 # The target went on as yarl rendered it: '//x' as '////x', without a bare '?'.
 TARGET_AS_SENT = Call.of(b"GET //loads/L-1/assign? HTTP/1.1\r\nHost: fuzz.example\r\n\r\n")
+# A path with %0A in it: the catch-all route ('.*') did not match, the router answered 404.
+NEWLINE_IN_PATH = Call.of(b"POST /loads/L-%0A/assign HTTP/1.1\r\nHost: fuzz.example\r\nContent-Length: 2\r\n\r\n{}")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
 @example(call=TARGET_AS_SENT, answer=OK, shadow=OK)
+@example(call=NEWLINE_IN_PATH, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
