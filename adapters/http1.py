@@ -159,7 +159,8 @@ class Http1Pool:
         """Send one request and read its whole answer; raises asyncio.TimeoutError, OSError (incl. UpstreamError)."""
         lines = [f"{method} {self.prefix}{path_qs} HTTP/1.1\r\n".encode("latin-1"), b"Host: " + self.authority + b"\r\n"]
         for name, value in headers:
-            lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+            # The server layer read the caller's bytes as UTF-8 with surrogateescape: the same bytes go on.
+            lines.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(b"Content-Length: %d\r\n" % len(body))
         lines.append(b"\r\n")

@@ -359,11 +359,14 @@ HANG_UP_MID_BODY = Call.of(_POST + b"Content-Length: 20\r\n\r\n" + _BODY, hang_u
 TARGET_AS_SENT = Call.of(b"GET //loads/L-1/assign? HTTP/1.1\r\nHost: fuzz.example\r\n\r\n")
 # A path with %0A in it: the catch-all route ('.*') did not match, the router answered 404.
 NEWLINE_IN_PATH = Call.of(b"POST /loads/L-%0A/assign HTTP/1.1\r\nHost: fuzz.example\r\nContent-Length: 2\r\n\r\n{}")
+# Field values not ASCII went upstream as ISO-8859-1 with '?' for the rest.
+FIELDS_NOT_ASCII = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX-Driver: Jos\xc3\xa9\r\nX-Legacy: caf\xe9\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
 @example(call=TARGET_AS_SENT, answer=OK, shadow=OK)
 @example(call=NEWLINE_IN_PATH, answer=OK, shadow=OK)
+@example(call=FIELDS_NOT_ASCII, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
