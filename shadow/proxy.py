@@ -62,8 +62,17 @@ _DROP = HOP_BY_HOP | _RECOMPUTED
 _NO_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
+def _field_text(value: bytes) -> str:
+    # aiohttp writes header values as UTF-8: a UTF-8 value passes byte for byte; obs-text that is not UTF-8
+    # cannot, and is read as ISO-8859-1.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 def _header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    return CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+    return CIMultiDict((name.decode("latin-1"), _field_text(value)) for name, value in raw)
 
 
 def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:

@@ -361,6 +361,8 @@ TARGET_AS_SENT = Call.of(b"GET //loads/L-1/assign? HTTP/1.1\r\nHost: fuzz.exampl
 NEWLINE_IN_PATH = Call.of(b"POST /loads/L-%0A/assign HTTP/1.1\r\nHost: fuzz.example\r\nContent-Length: 2\r\n\r\n{}")
 # Field values not ASCII went upstream as ISO-8859-1 with '?' for the rest.
 FIELDS_NOT_ASCII = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX-Driver: Jos\xc3\xa9\r\nX-Legacy: caf\xe9\r\n\r\n")
+# A UTF-8 field value of the primary's reached the caller encoded twice.
+UTF8_FIELD_ANSWERED = Answer(headers=((b"X-Driver", "José".encode()),))
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -381,6 +383,7 @@ def test_a_malformed_request_gets_a_400_of_the_server_layer_or_the_primary_answe
     check(harness, call, answer, shadow, well_formed=False)
 
 
+@example(call=READ, answer=UTF8_FIELD_ANSWERED, shadow=OK)
 @given(call=requests(), answer=answers(("http", "http", "lenient", "garbage", "close")),
        shadow=answers(("http", "lenient", "garbage", "close")))
 @examples(0.30)
