@@ -78,7 +78,7 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         if self.waiter is None or self.waiter.done():
             return
-        if self.response is not None and exc is None and not self._framed():
+        if self.response is not None and self.response.status >= 200 and exc is None and not self._framed():
             self._finish()  # a body without length or chunks ends with the connection
             return
         self._fail(UpstreamError("upstream closed the connection before answering"))
@@ -88,15 +88,23 @@ class _Connection(asyncio.Protocol):
         return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.response.headers)
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        # Here, not in on_status: a status line without a reason phrase has no status callback, and after an
+        # interim answer (1xx) the next one must not be taken for it.
+        self.response, self.chunks = Http1Response(0, ""), []
+
     def on_status(self, status: bytes) -> None:
-        self.response = Http1Response(self.parser.get_status_code(), status.decode("latin-1"))
+        assert self.response is not None
+        self.response.reason = status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
         self.response.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self.head or (self.response is not None and self.response.status in (204, 304)):
+        assert self.response is not None
+        self.response.status = self.parser.get_status_code()
+        if self.response.status >= 200 and (self.head or self.response.status in (204, 304)):
             self._finish()  # no body follows, whatever the headers say
 
     def on_body(self, body: bytes) -> None:
@@ -108,6 +116,8 @@ class _Connection(asyncio.Protocol):
     def _finish(self) -> None:
         if self.waiter is None or self.waiter.done() or self.response is None:
             return
+        if self.response.status < 200:
+            return  # an interim answer (100 Continue, 103 Early Hints): the final one follows on this connection
         self.response.body = b"".join(self.chunks)
         if not self.parser.should_keep_alive():
             self.reusable = False

@@ -363,12 +363,17 @@ NEWLINE_IN_PATH = Call.of(b"POST /loads/L-%0A/assign HTTP/1.1\r\nHost: fuzz.exam
 FIELDS_NOT_ASCII = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX-Driver: Jos\xc3\xa9\r\nX-Legacy: caf\xe9\r\n\r\n")
 # A UTF-8 field value of the primary's reached the caller encoded twice.
 UTF8_FIELD_ANSWERED = Answer(headers=((b"X-Driver", "José".encode()),))
+# A 1xx answer (100 Continue to a caller's Expect, 103 Early Hints) was taken for the answer: the caller hung.
+EXPECT_CONTINUE = Call.of(_POST + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}")
+EARLY_HINTS = Answer(interim=b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+CONTINUE_THEN_NO_REASON = Answer("lenient", status_line=b"HTTP/1.1 200", interim=b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
 @example(call=TARGET_AS_SENT, answer=OK, shadow=OK)
 @example(call=NEWLINE_IN_PATH, answer=OK, shadow=OK)
 @example(call=FIELDS_NOT_ASCII, answer=OK, shadow=OK)
+@example(call=EXPECT_CONTINUE, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
@@ -384,6 +389,8 @@ def test_a_malformed_request_gets_a_400_of_the_server_layer_or_the_primary_answe
 
 
 @example(call=READ, answer=UTF8_FIELD_ANSWERED, shadow=OK)
+@example(call=READ, answer=EARLY_HINTS, shadow=OK)
+@example(call=READ, answer=CONTINUE_THEN_NO_REASON, shadow=OK)
 @given(call=requests(), answer=answers(("http", "http", "lenient", "garbage", "close")),
        shadow=answers(("http", "lenient", "garbage", "close")))
 @examples(0.30)
