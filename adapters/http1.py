@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.response: Http1Response | None = None
         self.chunks: list[bytes] = []
         self.header_name = b""
+        self.trailers = False  # the header section is complete: fields now are trailer fields
         self.reusable = True
         self.head = False
         self.answered = False  # any byte of the current answer arrived
@@ -91,7 +92,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         # Here, not in on_status: a status line without a reason phrase has no status callback, and after an
         # interim answer (1xx) the next one must not be taken for it.
-        self.response, self.chunks = Http1Response(0, ""), []
+        self.response, self.chunks, self.trailers = Http1Response(0, ""), [], False
 
     def on_status(self, status: bytes) -> None:
         assert self.response is not None
@@ -99,11 +100,13 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.response.headers.append((name, value))
+        if not self.trailers:  # trailer fields are dropped, never merged into the header section (RFC 9110 §6.5.1)
+            self.response.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         assert self.response is not None
         self.response.status = self.parser.get_status_code()
+        self.trailers = True
         if self.response.status >= 200 and (self.head or self.response.status in (204, 304)):
             self._finish()  # no body follows, whatever the headers say
 

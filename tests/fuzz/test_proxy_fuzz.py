@@ -367,6 +367,9 @@ UTF8_FIELD_ANSWERED = Answer(headers=((b"X-Driver", "José".encode()),))
 EXPECT_CONTINUE = Call.of(_POST + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}")
 EARLY_HINTS = Answer(interim=b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
 CONTINUE_THEN_NO_REASON = Answer("lenient", status_line=b"HTTP/1.1 200", interim=b"HTTP/1.1 100 Continue\r\n\r\n")
+# Trailer fields of a chunked answer reached the caller as header fields.
+TRAILER_ANSWERED = Answer(headers=((b"Trailer", b"X-Checksum"),), framing="chunked", body=b"abc",
+                          chunks=b"3\r\nabc\r\n0\r\nX-Checksum: 900150983cd2\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -391,6 +394,7 @@ def test_a_malformed_request_gets_a_400_of_the_server_layer_or_the_primary_answe
 @example(call=READ, answer=UTF8_FIELD_ANSWERED, shadow=OK)
 @example(call=READ, answer=EARLY_HINTS, shadow=OK)
 @example(call=READ, answer=CONTINUE_THEN_NO_REASON, shadow=OK)
+@example(call=READ, answer=TRAILER_ANSWERED, shadow=OK)
 @given(call=requests(), answer=answers(("http", "http", "lenient", "garbage", "close")),
        shadow=answers(("http", "lenient", "garbage", "close")))
 @examples(0.30)
