@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.http import TOKEN_HEADER, decode_body, fill_path
@@ -75,10 +75,10 @@ def _header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     return CIMultiDict((name.decode("latin-1"), _field_text(value)) for name, value in raw)
 
 
-def forwardable(headers: Mapping[str, str]) -> CIMultiDict[str]:
+def forwardable(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """Headers without hop-by-hop fields (and without Host and Content-Length, set anew)."""
-    connection = headers.get("Connection")
-    drop = _DROP | {v.strip().lower() for v in connection.split(",")} if connection else _DROP
+    connection = headers.getall("Connection", ())  # every Connection field names some: not only the first
+    drop = _DROP | {v.strip().lower() for field in connection for v in field.split(",")} if connection else _DROP
     return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
 
 

@@ -370,6 +370,9 @@ CONTINUE_THEN_NO_REASON = Answer("lenient", status_line=b"HTTP/1.1 200", interim
 # Trailer fields of a chunked answer reached the caller as header fields.
 TRAILER_ANSWERED = Answer(headers=((b"Trailer", b"X-Checksum"),), framing="chunked", body=b"abc",
                           chunks=b"3\r\nabc\r\n0\r\nX-Checksum: 900150983cd2\r\n\r\n")
+# Only the first Connection field was read: the fields a second one names went on.
+TWO_CONNECTION_FIELDS = Answer(headers=((b"Connection", b"keep-alive"), (b"Connection", b"X-Hop"), (b"X-Hop", b"1"),
+                                        (b"X-Upstream", b"legacy")))
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -395,6 +398,7 @@ def test_a_malformed_request_gets_a_400_of_the_server_layer_or_the_primary_answe
 @example(call=READ, answer=EARLY_HINTS, shadow=OK)
 @example(call=READ, answer=CONTINUE_THEN_NO_REASON, shadow=OK)
 @example(call=READ, answer=TRAILER_ANSWERED, shadow=OK)
+@example(call=READ, answer=TWO_CONNECTION_FIELDS, shadow=OK)
 @given(call=requests(), answer=answers(("http", "http", "lenient", "garbage", "close")),
        shadow=answers(("http", "lenient", "garbage", "close")))
 @examples(0.30)
