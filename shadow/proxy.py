@@ -164,7 +164,8 @@ class Proxy(GuardedZones):
 
     def app(self) -> web.Application:
         """The aiohttp application: admin endpoints under /-/, everything else proxied."""
-        app = web.Application(client_max_size=self.config.proxy.max_body + 1)
+        # Bodies pass through as the caller sent them: never decompressed (a Content-Encoding goes on with them).
+        app = web.Application(client_max_size=self.config.proxy.max_body + 1, handler_args={"auto_decompress": False})
         app.router.add_get("/-/health", self._health)
         app.router.add_get("/-/metrics", self._metrics)
         app.router.add_get("/-/admin/status", self._status)

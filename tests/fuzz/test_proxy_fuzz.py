@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import os
 from dataclasses import dataclass, field
@@ -373,6 +374,10 @@ TRAILER_ANSWERED = Answer(headers=((b"Trailer", b"X-Checksum"),), framing="chunk
 # Only the first Connection field was read: the fields a second one names went on.
 TWO_CONNECTION_FIELDS = Answer(headers=((b"Connection", b"keep-alive"), (b"Connection", b"X-Hop"), (b"X-Hop", b"1"),
                                         (b"X-Upstream", b"legacy")))
+# The server layer decompressed request bodies: gzip went on inflated (Content-Encoding still gzip); not gzip: a 500.
+GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gzip.compress(_BODY, mtime=0))
+                    + gzip.compress(_BODY, mtime=0))
+NOT_GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: 20\r\n\r\n" + _BODY)
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -380,6 +385,8 @@ TWO_CONNECTION_FIELDS = Answer(headers=((b"Connection", b"keep-alive"), (b"Conne
 @example(call=NEWLINE_IN_PATH, answer=OK, shadow=OK)
 @example(call=FIELDS_NOT_ASCII, answer=OK, shadow=OK)
 @example(call=EXPECT_CONTINUE, answer=OK, shadow=OK)
+@example(call=GZIP_BODY, answer=OK, shadow=OK)
+@example(call=NOT_GZIP_BODY, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
