@@ -343,9 +343,12 @@ class Proxy(GuardedZones):
         fields = payload if isinstance(payload, dict) else {}
         keys = {k: str(params[k] if k in params else fields[k]) for k in route.keys if k in params or k in fields}
         zone = params.get(route.zone, fields.get(route.zone))
+        token = headers.get(TOKEN_HEADER)
+        if token and not token.isascii():  # bytes that are not UTF-8 (kept as surrogates) cannot be stored in a pair
+            token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         command = Command(kind=route.command, payload=payload, keys=keys,
                           zone=str(zone).lower() if zone is not None else None,
-                          token=headers.get(TOKEN_HEADER) or new_token(), received_at=utcnow())
+                          token=token or new_token(), received_at=utcnow())
         return command, error
 
     async def _send(self, target: Target, method: str, path_qs: str, headers: CIMultiDict[str],

@@ -378,6 +378,8 @@ TWO_CONNECTION_FIELDS = Answer(headers=((b"Connection", b"keep-alive"), (b"Conne
 GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gzip.compress(_BODY, mtime=0))
                     + gzip.compress(_BODY, mtime=0))
 NOT_GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: 20\r\n\r\n" + _BODY)
+# A dispatch token not UTF-8: its pair could not be written, the mirror was lost (and logged as a failure).
+TOKEN_NOT_UTF8 = Call.of(b"DELETE /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX-Dispatch-Token: tok-\xff\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -387,6 +389,7 @@ NOT_GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: 20\r
 @example(call=EXPECT_CONTINUE, answer=OK, shadow=OK)
 @example(call=GZIP_BODY, answer=OK, shadow=OK)
 @example(call=NOT_GZIP_BODY, answer=OK, shadow=OK)
+@example(call=TOKEN_NOT_UTF8, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
