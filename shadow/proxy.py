@@ -11,6 +11,7 @@ is full the mirror is dropped and counted. Each mirrored command becomes a Pair
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import random
@@ -166,11 +167,12 @@ class Proxy(GuardedZones):
         """The aiohttp application: admin endpoints under /-/, everything else proxied."""
         # Bodies pass through as the caller sent them: never decompressed (a Content-Encoding goes on with them).
         app = web.Application(client_max_size=self.config.proxy.max_body + 1, handler_args={"auto_decompress": False})
-        app.router.add_get("/-/health", self._health)
-        app.router.add_get("/-/metrics", self._metrics)
-        app.router.add_get("/-/admin/status", self._status)
-        app.router.add_post("/-/admin/reload", self._reload)
-        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)  # any path: '.' stops at a %0A
+        expect = {"expect_handler": self._expect}
+        app.router.add_get("/-/health", self._health, **expect)
+        app.router.add_get("/-/metrics", self._metrics, **expect)
+        app.router.add_get("/-/admin/status", self._status, **expect)
+        app.router.add_post("/-/admin/reload", self._reload, **expect)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle, **expect)  # any path: '.' stops at a %0A
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._drain)
         app.on_cleanup.append(self._close)
@@ -310,6 +312,15 @@ class Proxy(GuardedZones):
         if self._capture is not None:
             self._capture.write(command)
         return response
+
+    @staticmethod
+    async def _expect(request: web.Request) -> None:
+        """Expect: 100-continue is met here (the whole body is read before it is forwarded); any other expectation
+        goes on to the primary, to meet or refuse (aiohttp's default answers 417, or 500 for bytes not UTF-8)."""
+        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+            with contextlib.suppress(ConnectionResetError):  # the caller hung up: the handler finds out reading
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0  # as aiohttp's own handler: the answer has not started
 
     @staticmethod
     def _new_mirror(command: Command, route: Route, primary: Target, request: web.Request, headers: CIMultiDict[str],

@@ -380,6 +380,12 @@ GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r
 NOT_GZIP_BODY = Call.of(_POST + b"Content-Encoding: gzip\r\nContent-Length: 20\r\n\r\n" + _BODY)
 # A dispatch token not UTF-8: its pair could not be written, the mirror was lost (and logged as a failure).
 TOKEN_NOT_UTF8 = Call.of(b"DELETE /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX-Dispatch-Token: tok-\xff\r\n\r\n")
+# aiohttp's Expect handler: 417 of its own for another expectation, 500 for one not UTF-8, a traceback for a
+# caller gone before its 100 Continue.
+EXPECT_OTHER = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nExpect: something-else\r\n\r\n")
+EXPECT_NOT_UTF8 = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nExpect: \xff\r\n\r\n")
+HANG_UP_AFTER_EXPECT = Call.of(_POST + b"Expect: 100-continue\r\nContent-Length: 20\r\n\r\n" + _BODY,
+                               hang_up=len(_POST) + 44)
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -390,6 +396,8 @@ TOKEN_NOT_UTF8 = Call.of(b"DELETE /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nX
 @example(call=GZIP_BODY, answer=OK, shadow=OK)
 @example(call=NOT_GZIP_BODY, answer=OK, shadow=OK)
 @example(call=TOKEN_NOT_UTF8, answer=OK, shadow=OK)
+@example(call=EXPECT_NOT_UTF8, answer=OK, shadow=OK)
+@example(call=EXPECT_OTHER, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
@@ -418,6 +426,7 @@ def test_whatever_the_primary_answers_reaches_the_caller_unchanged_or_as_502(
 
 
 @example(call=HANG_UP_MID_BODY, answer=OK, shadow=OK)
+@example(call=HANG_UP_AFTER_EXPECT, answer=OK, shadow=OK)
 @given(call=hang_ups(), answer=answers(), shadow=answers())
 @examples(0.10)
 def test_a_caller_hanging_up_mid_request_reaches_no_upstream_and_crashes_nothing(
