@@ -504,7 +504,7 @@ class Proxy(GuardedZones):
     def _authorised(self, request: web.Request) -> bool:
         if self._admin_token is None:
             return False  # no token configured: admin endpoints stay closed
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self._admin_token)
 
     async def _status(self, request: web.Request) -> web.Response:

@@ -386,6 +386,8 @@ EXPECT_OTHER = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nExpect
 EXPECT_NOT_UTF8 = Call.of(b"GET /loads/L-1 HTTP/1.1\r\nHost: fuzz.example\r\nExpect: \xff\r\n\r\n")
 HANG_UP_AFTER_EXPECT = Call.of(_POST + b"Expect: 100-continue\r\nContent-Length: 20\r\n\r\n" + _BODY,
                                hang_up=len(_POST) + 44)
+# An admin request whose Authorization is not UTF-8: a 500.
+ADMIN_AUTH_NOT_UTF8 = Call.of(b"GET /-/admin/status HTTP/1.1\r\nHost: fuzz.example\r\nAuthorization: Bearer \x80\r\n\r\n")
 
 
 @example(call=BODY_IN_TWO_READS, answer=OK, shadow=OK)
@@ -398,6 +400,7 @@ HANG_UP_AFTER_EXPECT = Call.of(_POST + b"Expect: 100-continue\r\nContent-Length:
 @example(call=TOKEN_NOT_UTF8, answer=OK, shadow=OK)
 @example(call=EXPECT_NOT_UTF8, answer=OK, shadow=OK)
 @example(call=EXPECT_OTHER, answer=OK, shadow=OK)
+@example(call=ADMIN_AUTH_NOT_UTF8, answer=OK, shadow=OK)
 @given(call=requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.40)
 def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exactly(
