@@ -166,7 +166,8 @@ def _metrics(url: str) -> dict[str, float]:
 class Probe:
     """A sample of every process the soak started (and of those it did not), taken at the end of each minute."""
 
-    def __init__(self, pids: dict[str, int], proxy_url: str, ports: dict[int, str], stored: Callable[[], int]) -> None:
+    def __init__(self, pids: dict[str, int], proxy_url: str, ports: dict[int, str],
+                 stored: Callable[[], int | None]) -> None:
         self.pids, self.proxy_url, self.ports, self.stored = pids, proxy_url, ports, stored
         self.listen = int(proxy_url.rsplit(":", 1)[1])
         self._cpu: dict[str, int] = {}
@@ -200,7 +201,7 @@ class Probe:
             row[f"{name}_pooled"] = sum(kinds.get(kind, 0) for kind in POOLED)
             row[f"{name}_fixed_fds"] = row[f"{name}_fds"] - row[f"{name}_pooled"]
         row.update(_metrics(self.proxy_url))
-        row["stored"] = self.stored()
+        row["stored"] = self.stored() or 0
         # Pairs mirrored, not yet in the catalogue: in the proxy, on the topic or in the worker. (The group's
         # lag cannot be read from tansu: its ListOffsets answers are not the log end offsets.)
         row["backlog"] = max(0, int(row["mirrored"]) - row["stored"])
@@ -372,20 +373,28 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
         shadow = [sys.executable, "-m", "shadow"]
         procs["worker"] = subprocess.Popen(shadow + ["compare", "-c", str(config), "--from-kafka", topic, "--group", group],
                                            cwd=out, stdout=log, stderr=log)
-        procs["proxy"] = subprocess.Popen(shadow + ["proxy", "-c", str(config)], cwd=out, stdout=log, stderr=log)
-        proxy_url = f"http://127.0.0.1:{port}"
-        _wait_http(proxy_url + "/-/health", procs["proxy"])
         import sqlalchemy as sa
 
         engine = sa.create_engine(store)
         stack.callback(engine.dispose)
 
-        def stored() -> int:
+        def stored() -> int | None:
             try:
                 with engine.connect() as conn:
                     return conn.execute(sa.text("select count(*) from pair_results")).scalar_one()
             except sa.exc.SQLAlchemyError:
-                return 0  # the worker has not created the schema yet
+                return None  # the worker has not created the schema yet
+
+        # The proxy starts once the worker has created the catalogue's schema: both migrating an empty
+        # Postgres at once collide on alembic_version, and the proxy then serves unregistered (seen here).
+        deadline = time.monotonic() + 60
+        while stored() is None:
+            if procs["worker"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not create the catalogue; see {out / 'processes.log'}")
+            time.sleep(0.2)
+        procs["proxy"] = subprocess.Popen(shadow + ["proxy", "-c", str(config)], cwd=out, stdout=log, stderr=log)
+        proxy_url = f"http://127.0.0.1:{port}"
+        _wait_http(proxy_url + "/-/health", procs["proxy"])
 
         procs["generator"] = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.soak_load", proxy_url, "--rate", str(args.rate), "--minutes",
@@ -429,11 +438,11 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
     return rows, after
 
 
-def _drain(proxy_url: str, stored: Callable[[], int]) -> str:
+def _drain(proxy_url: str, stored: Callable[[], int | None]) -> str:
     """How long the worker takes to store what was still on its way when the load stopped."""
     begun, last, still, left = time.monotonic(), -1, 0, 0
     while time.monotonic() < begun + 300:
-        count = stored()
+        count = stored() or 0
         left = int(_metrics(proxy_url)["mirrored"]) - count
         if left <= 0:
             return f"every mirrored pair in the catalogue {time.monotonic() - begun:.0f} s after the load stopped"
