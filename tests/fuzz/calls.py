@@ -410,9 +410,10 @@ def malformed_requests(draw: st.DrawFn) -> Call:
                 headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
                 payload = chunked(draw, body)
                 headers += [(b"Content-Length", b" %d" % len(payload)), (b"Transfer-Encoding", b" chunked")]
-        elif defect == "two-lengths":
-            other = pick(draw, [len(body), len(body) + 1, 0])
-            headers.append((b"Content-Length", b" %d" % other))
+        elif defect == "two-lengths":  # a second Content-Length, the same or not (the first one the real one)
+            if not any(n.lower() == b"content-length" for n, _ in headers):
+                headers.append((b"Content-Length", b" %d" % len(payload)))
+            headers.append((b"Content-Length", b" %d" % pick(draw, [len(payload), len(payload) + 1, 0])))
         elif defect == "bad-length":
             headers = [(n, v) for n, v in headers if n.lower() not in (b"content-length", b"transfer-encoding")]
             headers.append((b"Content-Length", b" " + pick(draw, [b"+5", b"-1", b"5 5", b"0x5", b"", b"1e3",

@@ -108,7 +108,7 @@ class Reply:
         return [v for n, v in self.headers if n == name]
 
 
-async def exchange(port: int, call: Call, timeout: float = 3.0) -> Reply | None:
+async def exchange(port: int, call: Call, timeout: float = 10.0) -> Reply | None:
     """Send one request as raw bytes (pausing at `call.pieces`) and read the answer meanwhile (a server may answer
     and close before the request is all sent); None: the connection closed without an answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
