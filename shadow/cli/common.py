@@ -16,10 +16,12 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
+from typer.core import DEFAULT_MARKUP_MODE
 
 from shadow.config import DEFAULT_STORE_URL, Config, load_config
 from shadow.errors import ConfigError, ShadowError
@@ -32,7 +34,6 @@ app = typer.Typer(
          "catalogue every behavioural difference, and cut over zone by zone.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 demo_app = typer.Typer(help="The reference dispatch pair: serve it, write traces, run the whole demo.",
                        no_args_is_help=True)
@@ -59,8 +60,19 @@ ConfigOption = typer.Option(None, "--config", "-c", help="shadow.toml to use (de
 StoreOption = typer.Option(None, "--store", help="catalogue URL, overriding the config (e.g. sqlite:///shadow.db).",
                            envvar="SHADOW_STORE")
 JsonOption = typer.Option(False, "--json", help="print machine-readable JSON on stdout.")
-RulesOption = typer.Option(None, "--rules", help="rules folder, overriding the config's [store] rules.",
+RulesOption = typer.Option(None, "--rules", help="rules folder, overriding the config's \\[store] rules.",
                            envvar="SHADOW_RULES")
+
+
+def examples(*commands: str) -> str:
+    """The epilog of a command's --help: one or two real examples, each a whole command line.
+
+    Each example is a paragraph of its own, so that neither typer nor click joins it to the next; typer's
+    rich help reads an epilog as markup, so [brackets] are escaped for it. An example longer than ~76
+    characters wraps on an 80-column terminal: keep them short (tests/unit/test_cli_help.py checks)."""
+    if DEFAULT_MARKUP_MODE == "rich":
+        commands = tuple(escape(command) for command in commands)
+    return "Examples:\n\n" + "\n\n".join(f"  $ {command}" for command in commands)
 
 
 def handle_errors(fn: F) -> F:
