@@ -408,6 +408,9 @@ class KafkaConfig(_Strict):
     bootstrap: str | None = Field(None, description="HOST:PORT[,HOST:PORT…] of the brokers")
     pairs: str = Field("shadow.pairs", min_length=1, description="topic of the pairs")
     group: str = Field("shadow-comparators", min_length=1, description="consumer group of the comparator workers")
+    metrics_listen: str | None = Field(None, pattern=r"^(.+:)?\d{1,5}$",
+                                       description="[HOST:]PORT where a comparator worker serves Prometheus /metrics "
+                                                   "(a bare port: 127.0.0.1 only); unset: no metrics")
 
 
 class ReplayConfig(_Strict):

@@ -22,6 +22,7 @@ from rules.catalogue import Catalogue
 from rules.compare import Comparator, PairResult
 from rules.normalise import Normaliser
 from rules.rulefile import load_rules
+from shadow.metrics import WorkerMetrics
 
 __all__ = ["WorkerStats", "run_comparator_worker", "MAX_ATTEMPTS", "retry_topic", "dead_topic"]
 
@@ -66,10 +67,12 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
                           rules_folder: Path | None = None, batch: int = 500, idle_exit: float | None = None,
                           first_record_within: float = 30.0, max_seconds: float | None = None,
                           stop: threading.Event | None = None,
-                          on_batch: Callable[[WorkerStats], None] | None = None) -> WorkerStats:
+                          on_batch: Callable[[WorkerStats], None] | None = None,
+                          metrics: WorkerMetrics | None = None) -> WorkerStats:
     """Consume pairs (and retries) as member of `group` until stopped, or `max_seconds`, or — with
     `idle_exit` — idle that long after a record (a group may take a while to hand out partitions:
-    the first record may take up to `first_record_within` seconds)."""
+    the first record may take up to `first_record_within` seconds). `metrics` are counted per batch
+    (serve their registry with `shadow.metrics.serve_metrics`)."""
     from kafka import KafkaConsumer, KafkaProducer
 
     ensure_topics(bootstrap, {topic: 4, retry_topic(topic): 1, dead_topic(topic): 1})
@@ -80,6 +83,9 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
                              **GROUP_TIMEOUTS)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     stats = WorkerStats()
+    if metrics is None:
+        metrics = WorkerMetrics(topic, group=group, catalogue=catalogue.url)
+    lags: dict[Any, int] = {}
     started = last_record = time.monotonic()
     try:
         while not (stop is not None and stop.is_set()):
@@ -95,19 +101,32 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
             if not records:
                 continue
             last_record = time.monotonic()
+            began = time.perf_counter()
             results: list[PairResult] = []
             for record in records:
                 try:
                     results.append(comparator.compare(read_pair_message(record.value)))
                 except Exception as exc:  # one bad record goes aside; the stream goes on
-                    _set_aside(producer, topic, record, exc, stats)
+                    _set_aside(producer, topic, record, exc, stats, metrics)
+            compared = time.perf_counter()
+            metrics.compare_seconds.observe(compared - began)
             if results:
-                stats.stored += catalogue.store(results).pairs
+                ingest = catalogue.store(results)
                 catalogue.apply_rules(rules)
+                stats.stored += ingest.pairs
+                metrics.matched.inc(ingest.matched)
+                metrics.mismatched.inc(ingest.pairs - ingest.matched)
+                metrics.replaced.inc(ingest.replaced)
+                metrics.store_seconds.observe(time.perf_counter() - compared)
+            stored = time.perf_counter()
             producer.flush()     # retries and dead letters are durable …
             consumer.commit()    # … before the offsets that would skip them
+            metrics.commit_seconds.observe(time.perf_counter() - stored)
             stats.records += len(records)
             stats.batches += 1
+            metrics.records.inc(len(records))
+            metrics.batches.inc()
+            _measure_lag(consumer, polled, lags, metrics, (topic, retry_topic(topic)))
             if on_batch is not None:
                 on_batch(stats)
     finally:
@@ -116,15 +135,33 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
     return stats
 
 
-def _set_aside(producer: Any, topic: str, record: Any, error: Exception, stats: WorkerStats) -> None:
+def _measure_lag(consumer: Any, polled: dict[Any, list[Any]], lags: dict[Any, int], metrics: WorkerMetrics,
+                 topics: tuple[str, ...]) -> None:
+    """Records behind each partition's end: its high watermark (from the fetch responses: no request of its
+    own) less the offset after the batch's last record; summed per consumed topic over the partitions held."""
+    for partition, records in polled.items():
+        end = consumer.highwater(partition)
+        if end is not None and records:
+            lags[partition] = max(0, end - (records[-1].offset + 1))
+    held = consumer.assignment()
+    for partition in [p for p in lags if p not in held]:  # revoked in a rebalance: another worker counts it
+        del lags[partition]
+    for name in topics:
+        metrics.lag.labels(name).set(sum(n for p, n in lags.items() if p.topic == name))
+
+
+def _set_aside(producer: Any, topic: str, record: Any, error: Exception, stats: WorkerStats,
+               metrics: WorkerMetrics) -> None:
     attempts = _attempts(record.headers) + 1
     headers = [("attempts", str(attempts).encode()), ("error", f"{type(error).__name__}: {error}"[:500].encode()),
                ("from", f"{record.topic}:{record.partition}:{record.offset}".encode())]
     if attempts >= MAX_ATTEMPTS:
         producer.send(dead_topic(topic), key=record.key, value=record.value, headers=headers)
         stats.dead += 1
+        metrics.dead.inc()
         log.warning("record %s:%d:%d failed %d times; sent to %s: %s", record.topic, record.partition, record.offset,
                     attempts, dead_topic(topic), error)
     else:
         producer.send(retry_topic(topic), key=record.key, value=record.value, headers=headers)
         stats.retried += 1
+        metrics.retried.inc()

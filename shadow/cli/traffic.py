@@ -8,13 +8,15 @@ from typing import Any, Optional
 
 import typer
 
-from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, compare_line, err,
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, compare_line, err, examples,
                                handle_errors, load_cli_config, match_line, out, print_json, progress_bar, replay_line,
                                rules_folder, store_url)
 from shadow.errors import ShadowError
 
 
-@app.command("replay")
+@app.command("replay", epilog=examples(
+    "shadow replay trace.jsonl --speed max",
+    "shadow replay trace.jsonl --speed 2 --to-kafka"))
 @handle_errors
 def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (e.g. from `shadow demo trace`)"),
                config: Optional[Path] = ConfigOption,
@@ -52,7 +54,9 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
     out.print(f"pairs published to {cfg.kafka.pairs}" if to_kafka else f"pairs written to {sink.path}")
 
 
-@app.command("compare")
+@app.command("compare", epilog=examples(
+    "shadow compare pairs.jsonl",
+    "shadow compare --from-kafka shadow.pairs --metrics-listen 9464"))
 @handle_errors
 def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs JSONL file(s) from `shadow replay`"),
                 config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
@@ -64,6 +68,10 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
                                                          help="run as a comparator worker on this pairs topic"),
                 group: Optional[str] = typer.Option(None, "--group", help="consumer group (default: the config's kafka.group)"),
                 idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="stop after this many idle seconds"),
+                metrics_listen: Optional[str] = typer.Option(
+                    None, "--metrics-listen", metavar="[HOST:]PORT",
+                    help="worker: serve Prometheus /metrics here (a bare port: 127.0.0.1; default: the config's "
+                         "kafka.metrics_listen, else none)"),
                 as_json: bool = JsonOption) -> None:
     """Diff each pair with the rules and store results and quirks (idempotent on the dispatch token)."""
     from adapters.jsonl import JsonlPairs
@@ -72,8 +80,10 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
     from shadow.pipeline import CompareRun, compare_into, recompute as recompute_all
 
     if from_kafka:
-        _comparator_worker(config, store, rules, from_kafka, group, idle_exit, as_json)
+        _comparator_worker(config, store, rules, from_kafka, group, idle_exit, metrics_listen, as_json)
         return
+    if metrics_listen:
+        raise ShadowError("--metrics-listen is for a comparator worker", hint="add --from-kafka TOPIC")
     if not pairs and not recompute:
         raise ShadowError("nothing to compare",
                           hint="give pairs JSONL file(s), --recompute for the stored pairs, or --from-kafka TOPIC")
@@ -105,20 +115,33 @@ def compare_cmd(pairs: Optional[list[Path]] = typer.Argument(None, help="pairs J
 
 
 def _comparator_worker(config: Optional[Path], store: Optional[str], rules: Optional[Path], topic: str,
-                       group: Optional[str], idle_exit: Optional[float], as_json: bool) -> None:
+                       group: Optional[str], idle_exit: Optional[float], metrics_listen: Optional[str],
+                       as_json: bool) -> None:
     from rules.catalogue import open_catalogue
+    from shadow.metrics import WorkerMetrics, serve_metrics
     from shadow.workers import run_comparator_worker
 
     cfg = load_cli_config(config, required=False)
     bootstrap = cfg.kafka.bootstrap if cfg is not None else None
     if not bootstrap:
         raise ShadowError("--from-kafka needs [kafka] bootstrap = \"HOST:PORT\" in the config")
+    assert cfg is not None
+    group = group or cfg.kafka.group
+    metrics_listen = metrics_listen or cfg.kafka.metrics_listen
     catalogue = open_catalogue(store_url(config, store))
-    err.print(f"comparator worker: {topic} → {catalogue.url}, group {group or cfg.kafka.group}")  # type: ignore[union-attr]
+    stop_metrics = None
     try:
-        stats = run_comparator_worker(bootstrap, topic, group or cfg.kafka.group, catalogue,  # type: ignore[union-attr]
-                                      rules_folder=rules_folder(config, rules), idle_exit=idle_exit)
+        metrics = WorkerMetrics(topic, group=group, catalogue=catalogue.url)
+        served = ""
+        if metrics_listen:
+            address, stop_metrics = serve_metrics(metrics.registry, metrics_listen)
+            served = f"; metrics on http://{address}/metrics"
+        err.print(f"comparator worker: {topic} → {catalogue.url}, group {group}{served}")
+        stats = run_comparator_worker(bootstrap, topic, group, catalogue, rules_folder=rules_folder(config, rules),
+                                      idle_exit=idle_exit, metrics=metrics)
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         catalogue.close()
     if as_json:
         print_json(stats.__dict__)
@@ -127,7 +150,7 @@ def _comparator_worker(config: Optional[Path], store: Optional[str], rules: Opti
               f"{stats.retried:,} set aside for retry, {stats.dead:,} dead-lettered")
 
 
-@app.command("baseline")
+@app.command("baseline", epilog=examples("shadow baseline trace.jsonl --second http://127.0.0.1:8083 --sample 500"))
 @handle_errors
 def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample commands from"),
                  second: str = typer.Option(..., "--second", help="URL of a second legacy instance (fresh state)"),
@@ -155,12 +178,14 @@ def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample c
         out.print("no path differed: legacy is deterministic on this sample")
 
 
-@app.command("proxy")
+@app.command("proxy", epilog=examples(
+    "shadow proxy --listen 127.0.0.1:8080 --capture captured.jsonl",
+    "shadow proxy -c shadow.toml --listen 127.0.0.1:8090 --pairs proxy-2.jsonl"))
 @handle_errors
 def proxy_cmd(config: Optional[Path] = ConfigOption,
               listen: Optional[str] = typer.Option(None, "--listen", help="HOST:PORT (default from the config's proxy.listen)"),
               capture: Optional[Path] = typer.Option(None, "--capture", help="also record commands here, for replay"),
-              pairs: Optional[Path] = typer.Option(None, "--pairs", help="JSONL pairs file, overriding [proxy] pairs "
+              pairs: Optional[Path] = typer.Option(None, "--pairs", help="JSONL pairs file, overriding \\[proxy] pairs "
                                                                         "(one per proxy when several share a config)")) -> None:
     """The dual-write proxy: primary answers the caller, commands are mirrored, pairs recorded."""
     import os
@@ -182,5 +207,6 @@ def proxy_cmd(config: Optional[Path] = ConfigOption,
     host, port = cfg.proxy.listen.rsplit(":", 1)
     out.print(f"shadow proxy on http://{host}:{port} — legacy {cfg.targets['legacy'].url}, new "
               f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {cfg.proxy.pairs}"
-              + ("" if token else f"; admin endpoints closed (set {cfg.proxy.admin_token_env})"))
+              + ("; admin endpoints off" if not cfg.proxy.admin else
+                 "" if token else f"; admin endpoints closed (set {cfg.proxy.admin_token_env})"))
     web.run_app(proxy.app(), host=host, port=int(port), print=None, shutdown_timeout=cfg.proxy.drain_seconds + 1)
