@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shadow.cli import common
-from shadow.cli.common import ConfigOption, JsonOption, StoreOption, cutover_app, err, handle_errors, out, print_json
+from shadow.cli.common import ConfigOption, JsonOption, StoreOption, cutover_app, err, examples, handle_errors, out, print_json
 from shadow.cli.cutover import AsOption, _controller
 
 _STYLES = {"start": "bold", "resume": "bold", "skip": "dim", "flip": "green", "soak": "bold", "passed": "green",
@@ -54,7 +54,9 @@ class _View:
         self._stop()
 
 
-@cutover_app.command("run")
+@cutover_app.command("run", epilog=examples(
+    "SHADOW_ADMIN_TOKEN=dana:… shadow cutover run canary.toml",
+    "shadow cutover run canary.toml --resume-after-halt --json"))
 @handle_errors
 def cutover_run(plan_file: Path = typer.Argument(..., help="the canary plan (TOML): zones, steps, soak time and SLA"),
                 resume_after_halt: bool = typer.Option(False, "--resume-after-halt",
@@ -64,10 +66,6 @@ def cutover_run(plan_file: Path = typer.Argument(..., help="the canary plan (TOM
                 as_name: Optional[str] = AsOption, as_json: bool = JsonOption) -> None:
     """Move zones one after another through the plan's modes, soaking each step on the SLA; on a breach roll
     that zone back and halt. Progress is kept in the catalogue: run it again to resume. Exit 0 done, 1 halted.
-
-    Examples:
-      SHADOW_ADMIN_TOKEN=dana:… shadow cutover run canary.toml
-      shadow cutover run canary.toml --resume-after-halt --json
     """
     from cutover.canary import CanaryRun, load_plan
 
@@ -89,18 +87,15 @@ def cutover_run(plan_file: Path = typer.Argument(..., help="the canary plan (TOM
         raise typer.Exit(1)
 
 
-@cutover_app.command("canary-status")
+@cutover_app.command("canary-status", epilog=examples(
+    "shadow cutover canary-status",
+    "shadow cutover canary-status canary.toml --json"))
 @handle_errors
 def cutover_canary_status(plan_file: Optional[Path] = typer.Argument(None, help="a canary plan (else every plan "
                                                                                  "that ran)"),
                           config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                           as_json: bool = JsonOption) -> None:
-    """Where canary plans stand: status, step, zone, soak and the last SLA figures; with a plan, its history.
-
-    Examples:
-      shadow cutover canary-status
-      shadow cutover canary-status canary.toml --json
-    """
+    """Where canary plans stand: status, step, zone, soak and the last SLA figures; with a plan, its history."""
     from cutover.canary import all_progress, load_plan, progress_of
     from rules.catalogue import open_catalogue
 

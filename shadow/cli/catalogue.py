@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, audit_app, handle_errors, out,
-                               print_json, quirk_table, quirks_app, render_sides, render_when, rules_app, rules_folder,
-                               store_url)
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, audit_app, examples, handle_errors,
+                               out, print_json, quirk_table, quirks_app, render_sides, render_when, rules_app,
+                               rules_folder, store_url)
 from shadow.errors import ShadowError
 
 
@@ -22,7 +22,9 @@ def _check_verdict(verdict: str | None) -> None:
         raise ShadowError(f"--verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
 
 
-@quirks_app.command("list")
+@quirks_app.command("list", epilog=examples(
+    "shadow quirks list --verdict open --command assign_load --json",
+    "shadow quirks list --zone chi --sort last_seen"))
 @handle_errors
 def quirks_list(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                 verdict: Optional[str] = typer.Option(None, "--verdict", help="open, reproduce, retire or noise"),
@@ -51,7 +53,9 @@ def quirks_list(config: Optional[Path] = ConfigOption, store: Optional[str] = St
     quirk_table(found, title=f"{shown} in {catalogue.url}")
 
 
-@quirks_app.command("show")
+@quirks_app.command("show", epilog=examples(
+    "shadow quirks show 2946f7",
+    "shadow quirks show 2946f7 --examples 10 --json"))
 @handle_errors
 def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique prefix will do)"),
                 config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
@@ -97,7 +101,9 @@ def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique pre
     out.print(table)
 
 
-@quirks_app.command("triage")
+@quirks_app.command("triage", epilog=examples(
+    "shadow quirks triage 2946f7 --verdict retire --owner dana --ticket DISP-812",
+    "shadow quirks triage 2946f7 8c01d2 --verdict noise --owner dana"))
 @handle_errors
 def quirks_triage(quirk_ids: list[str] = typer.Argument(..., help="quirk id(s); several for bulk triage"),
                   verdict: str = typer.Option(..., "--verdict", help="reproduce, retire or noise (or open to undo)"),
@@ -127,7 +133,7 @@ def quirks_triage(quirk_ids: list[str] = typer.Argument(..., help="quirk id(s); 
         out.print(f"quirk {quirk_id}: {verdict} by {owner} → {path}", markup=False)
 
 
-@rules_app.command("check")
+@rules_app.command("check", epilog=examples("shadow rules check", "shadow rules check --rules quirks/ --json"))
 @handle_errors
 def rules_check(config: Optional[Path] = ConfigOption, rules: Optional[Path] = RulesOption,
                 as_json: bool = JsonOption) -> None:
@@ -145,7 +151,9 @@ def rules_check(config: Optional[Path] = ConfigOption, rules: Optional[Path] = R
               f"{summary['noise']} noise path(s), {summary['verdicts']} verdict(s)")
 
 
-@rules_app.command("test")
+@rules_app.command("test", epilog=examples(
+    "shadow rules test rules/zones.toml",
+    "shadow rules test rules/zones.toml --json"))
 @handle_errors
 def rules_test(rule_file: Path = typer.Argument(..., help="a new or changed rule file"),
                config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
@@ -173,7 +181,9 @@ def rules_test(rule_file: Path = typer.Argument(..., help="a new or changed rule
         out.print(f"  [yellow]new quirk {quirk_id}: {count:,} difference(s)[/]")
 
 
-@audit_app.command("list")
+@audit_app.command("list", epilog=examples(
+    "shadow audit list --zone den",
+    "shadow audit list --action cutover.flip --json"))
 @handle_errors
 def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                subject: Optional[str] = typer.Option(None, "--subject", help="e.g. quirk:2946f7e84c51"),
@@ -181,12 +191,7 @@ def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = Sto
                                                                       "windows (subject zone:ZONE)"),
                action: Optional[str] = typer.Option(None, "--action", help="e.g. cutover.flip, guard.window, verdict"),
                limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOption) -> None:
-    """The audit log, oldest first: verdicts, plans, flips, refusals, rollbacks, guard decisions and windows.
-
-    Examples:
-      shadow audit list --zone chicago
-      shadow audit list --action cutover.flip --json
-    """
+    """The audit log, oldest first: verdicts, plans, flips, refusals, rollbacks, guard decisions and windows."""
     from rules.catalogue import open_catalogue
     from shadow import audit
 
@@ -211,7 +216,7 @@ def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = Sto
     out.print(table)
 
 
-@audit_app.command("verify")
+@audit_app.command("verify", epilog=examples("shadow audit verify", "shadow audit verify --store sqlite:///shadow.db"))
 @handle_errors
 def audit_verify(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                  as_json: bool = JsonOption) -> None:

@@ -7,10 +7,12 @@ from typing import Optional
 
 from rich.table import Table
 
-from shadow.cli.common import ConfigOption, JsonOption, config_app, handle_errors, load_cli_config, out, print_json
+from shadow.cli.common import ConfigOption, JsonOption, config_app, examples, handle_errors, load_cli_config, out, print_json
 
 
-@config_app.command("check")
+@config_app.command("check", epilog=examples(
+    "shadow config check",
+    "shadow config check --config .demo/shadow.toml --json"))
 @handle_errors
 def config_check(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption) -> None:
     """Validate shadow.toml; exit 2 with file, key and reason when it is wrong."""

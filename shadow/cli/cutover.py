@@ -10,21 +10,18 @@ from rich.table import Table
 from rich.text import Text
 
 from shadow.cli import common
-from shadow.cli.common import ConfigOption, JsonOption, StoreOption, cutover_app, handle_errors, out, print_json
+from shadow.cli.common import ConfigOption, JsonOption, StoreOption, cutover_app, examples, handle_errors, out, print_json
 
 
-@cutover_app.command("check")
+@cutover_app.command("check", epilog=examples(
+    "shadow cutover check --zone den",
+    "shadow cutover check --zone den --command assign_load --json"))
 @handle_errors
 def cutover_check(zone: str = typer.Option(..., "--zone", "-z", help="the zone to check"),
                   command: Optional[str] = typer.Option(None, "--command", help="only this command kind"),
                   config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                   as_json: bool = JsonOption) -> None:
-    """Evaluate every readiness gate for a zone; exit 0 only when all pass (missing or stale data fails).
-
-    Examples:
-      shadow cutover check --zone chicago
-      shadow cutover check --zone chicago --command assign_load --json
-    """
+    """Evaluate every readiness gate for a zone; exit 0 only when all pass (missing or stale data fails)."""
     from cutover.gates import evaluate_gates
     from rules.catalogue import open_catalogue
 
@@ -83,19 +80,16 @@ def _gate_table(gates: list[Any], title: str) -> Table:
     return table
 
 
-@cutover_app.command("plan")
+@cutover_app.command("plan", epilog=examples(
+    "shadow cutover plan --zone den --to reverse",
+    "shadow cutover plan --zone den --to new --command assign_load"))
 @handle_errors
 def cutover_plan(zone: str = typer.Option(..., "--zone", "-z", help="the zone to flip"),
                  to: str = typer.Option(..., "--to", help="legacy, shadow, reverse or new"),
                  command: Optional[str] = typer.Option(None, "--command", help="flip only this command kind"),
                  config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                  as_name: Optional[str] = AsOption, as_json: bool = JsonOption) -> None:
-    """Show the exact change to shadow.toml, the gates and what the guard will watch; print a plan id.
-
-    Examples:
-      shadow cutover plan --zone chicago --to reverse
-      shadow cutover plan --zone chicago --to new --command assign_load
-    """
+    """Show the exact change to shadow.toml, the gates and what the guard will watch; print a plan id."""
     controller = _controller(config, store, as_name)
     try:
         plan = controller.plan(zone, to, command=command)  # type: ignore[arg-type]
@@ -115,7 +109,9 @@ def cutover_plan(zone: str = typer.Option(..., "--zone", "-z", help="the zone to
     out.print(Text(f"{verdict}. Next: shadow cutover execute {plan.id}", style="green" if plan.gates_pass else "yellow"))
 
 
-@cutover_app.command("execute")
+@cutover_app.command("execute", epilog=examples(
+    "SHADOW_ADMIN_TOKEN=dana:… shadow cutover execute 3f9a1c2e7b40",
+    'shadow cutover execute 3f9a1c2e7b40 --force --reason "store outage"'))
 @handle_errors
 def cutover_execute(plan_id: str = typer.Argument(..., help="the id `shadow cutover plan` printed"),
                     force: bool = typer.Option(False, "--force", help="flip although a gate fails"),
@@ -123,12 +119,7 @@ def cutover_execute(plan_id: str = typer.Argument(..., help="the id `shadow cuto
                     wait: float = WaitOption, config: Optional[Path] = ConfigOption,
                     store: Optional[str] = StoreOption, as_name: Optional[str] = AsOption,
                     as_json: bool = JsonOption) -> None:
-    """Flip: re-check the plan, edit shadow.toml, wait until every proxy runs the new version (else revert).
-
-    Examples:
-      SHADOW_ADMIN_TOKEN=dana:… shadow cutover execute 3f9a1c2e7b40
-      shadow cutover execute 3f9a1c2e7b40 --force --reason "gate data lost in the store outage"
-    """
+    """Flip: re-check the plan, edit shadow.toml, wait until every proxy runs the new version (else revert)."""
     controller = _controller(config, store, as_name)
     try:
         result = controller.execute(plan_id, force=force, reason=reason, wait_s=wait)
@@ -137,7 +128,9 @@ def cutover_execute(plan_id: str = typer.Argument(..., help="the id `shadow cuto
     _report(result, as_json)
 
 
-@cutover_app.command("rollback")
+@cutover_app.command("rollback", epilog=examples(
+    "shadow cutover rollback --zone den",
+    'shadow cutover rollback --zone den --reason "dispatchers miss loads"'))
 @handle_errors
 def cutover_rollback(zone: str = typer.Option(..., "--zone", "-z", help="the zone to put back"),
                      command: Optional[str] = typer.Option(None, "--command", help="only this command kind's flip"),
@@ -145,11 +138,7 @@ def cutover_rollback(zone: str = typer.Option(..., "--zone", "-z", help="the zon
                      wait: float = WaitOption, config: Optional[Path] = ConfigOption,
                      store: Optional[str] = StoreOption, as_name: Optional[str] = AsOption,
                      as_json: bool = JsonOption) -> None:
-    """Restore the mode the zone ran before its last flip.
-
-    Examples:
-      shadow cutover rollback --zone chicago --reason "dispatchers report missing loads"
-    """
+    """Restore the mode the zone ran before its last flip."""
     controller = _controller(config, store, as_name)
     try:
         result = controller.rollback(zone, command=command, wait_s=wait, reason=reason)
@@ -174,16 +163,11 @@ def _report(result: Any, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-@cutover_app.command("status")
+@cutover_app.command("status", epilog=examples("shadow cutover status", "shadow cutover status --json"))
 @handle_errors
 def cutover_status(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                    as_json: bool = JsonOption) -> None:
-    """Per zone and command kind the mode in force; every proxy's version, heartbeat and guard.
-
-    Examples:
-      shadow cutover status
-      shadow cutover status --json
-    """
+    """Per zone and command kind the mode in force; every proxy's version, heartbeat and guard."""
     controller = _controller(config, store, None)
     try:
         status = controller.status()

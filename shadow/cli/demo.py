@@ -7,12 +7,14 @@ from typing import Optional
 
 import typer
 
-from shadow.cli.common import (compare_line, demo_app, handle_errors, match_line, out, progress_bar, quirk_table,
-                               replay_line)
+from shadow.cli.common import (compare_line, demo_app, examples, handle_errors, match_line, out, progress_bar,
+                               quirk_table, replay_line)
 from shadow.errors import ShadowError
 
 
-@demo_app.command("serve")
+@demo_app.command("serve", epilog=examples(
+    "shadow demo serve legacy --port 8081 --db legacy.db",
+    "shadow demo serve new --kafka 127.0.0.1:9092"))
 @handle_errors
 def demo_serve(which: str = typer.Argument(..., help="legacy or new"),
                port: int = typer.Option(0, "--port", "-p", help="port (default 8081 for legacy, 8082 for new)"),
@@ -37,7 +39,7 @@ def demo_serve(which: str = typer.Argument(..., help="legacy or new"),
           kafka=bus)
 
 
-@demo_app.command("trace")
+@demo_app.command("trace", epilog=examples("shadow demo trace --commands 5000 --seed 7 -o trace.jsonl"))
 @handle_errors
 def demo_trace(commands: int = typer.Option(5000, "--commands", "-n", min=1, help="how many commands"),
                seed: int = typer.Option(7, "--seed", "-s", help="same seed, same trace"),
@@ -49,7 +51,9 @@ def demo_trace(commands: int = typer.Option(5000, "--commands", "-n", min=1, hel
     out.print(f"wrote {written:,} commands to {output}")
 
 
-@demo_app.command("run")
+@demo_app.command("run", epilog=examples(
+    "shadow demo run --commands 5000 --workdir .demo",
+    "shadow demo run --commands 500 --speed 1 --limit 10"))
 @handle_errors
 def demo_run(commands: int = typer.Option(5000, "--commands", "-n", min=1),
              seed: int = typer.Option(7, "--seed", "-s"),

@@ -12,11 +12,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, handle_errors, load_cli_config,
-                               out, print_json, progress_bar, render_value)
+from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOption, app, examples, handle_errors,
+                               load_cli_config, out, print_json, progress_bar, render_value)
 
 
-@app.command("reconcile")
+@app.command("reconcile", epilog=examples(
+    "shadow reconcile --table loads",
+    "shadow reconcile --table loads --where \"zone = 'den'\" --no-store --json"))
 @handle_errors
 def reconcile_cmd(table: str = typer.Option(..., "--table", "-t", help="a table configured as \\[tables.NAME] in shadow.toml"),
                   where: Optional[str] = typer.Option(None, "--where",

@@ -9,14 +9,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shadow.cli.common import (ConfigOption, JsonOption, StoreOption, app, err, handle_errors, out, pairs_app,
-                               print_json, render_value, render_when, store_url)
+from shadow.cli.common import (ConfigOption, JsonOption, StoreOption, app, err, examples, handle_errors, out,
+                               pairs_app, print_json, render_value, render_when, store_url)
 from shadow.errors import InputError
 
 _FORMATS = ("terminal", "html", "json", "csv", "parquet")
 
 
-@app.command("report")
+@app.command("report", epilog=examples(
+    "shadow report --format html -o report.html --since 7d",
+    "shadow report --junit gate.xml --min-match-rate 99.5 --fail-on open"))
 @handle_errors
 def report(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
            zone: Optional[str] = typer.Option(None, "--zone", help="only this zone"),
@@ -36,13 +38,7 @@ def report(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOp
                                                  help="gate: verdicts that fail it, e.g. open,reproduce"),
            snapshot: bool = typer.Option(True, "--snapshot/--no-snapshot",
                                          help="record this run's figures for the trend (the only write)")) -> None:
-    """How close the new engine is: match rates, latency, quirks, what is new, the trend; exits 1 when a gate fails.
-
-    Examples:
-      shadow report --since 7d --zone chicago
-      shadow report --format html -o report.html
-      shadow report --junit report.xml --min-match-rate 99.5 --fail-on open,reproduce
-    """
+    """How close the new engine is: match rates, latency, quirks, what is new, the trend; exits 1 when a gate fails."""
     from reports.junit import Gate, evaluate, parse_fail_on, write_junit
     from reports.query import Scope, build_report, parse_when
     from reports.snapshots import record
@@ -96,17 +92,14 @@ def report(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOp
             raise typer.Exit(1)
 
 
-@pairs_app.command("show")
+@pairs_app.command("show", epilog=examples(
+    "shadow pairs show --key load_id=L-000016",
+    "shadow pairs show --key driver_id=D-CHI-03 --json"))
 @handle_errors
 def pairs_show(key: str = typer.Option(..., "--key", "-k", help="a natural key, NAME=VALUE, e.g. load_id=L-123"),
                config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
                limit: int = typer.Option(1000, "--limit", min=1), as_json: bool = JsonOption) -> None:
-    """Every command that touched one entity, in order: both outcomes, the differences, their quirks.
-
-    Examples:
-      shadow pairs show --key load_id=L-123
-      shadow pairs show --key driver_id=D-7 --json
-    """
+    """Every command that touched one entity, in order: both outcomes, the differences, their quirks."""
     from reports.entity import entity_history, parse_key
     from rules.catalogue import open_catalogue
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from shadow.cli import common
-from shadow.cli.common import ConfigOption, JsonOption, handle_errors, out, print_json, progress_bar, spill_app
+from shadow.cli.common import ConfigOption, JsonOption, examples, handle_errors, out, print_json, progress_bar, spill_app
 from shadow.errors import ShadowError
 
 
@@ -28,15 +28,10 @@ def _describe(path: Path) -> dict[str, Any]:
             "newest": max(times).isoformat() if times else None}
 
 
-@spill_app.command("status")
+@spill_app.command("status", epilog=examples("shadow spill status", "shadow spill status --config shadow.toml --json"))
 @handle_errors
 def spill_status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption) -> None:
-    """Pairs waiting in the spill files of [proxy] spill_dir: how many, since when.
-
-    Examples:
-      shadow spill status
-      shadow spill status --json
-    """
+    """Pairs waiting in the spill files of \\[proxy] spill_dir: how many, since when."""
     loaded = common.load_cli_config(config)
     assert loaded is not None
     found = [_describe(path) for path in _spill_files(loaded.proxy.spill_dir)]
@@ -55,17 +50,14 @@ def spill_status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOpti
     out.print(table)
 
 
-@spill_app.command("drain")
+@spill_app.command("drain", epilog=examples(
+    "shadow spill drain",
+    "shadow spill drain --file spill/catalogue-127.0.0.1-8080.spill"))
 @handle_errors
 def spill_drain(config: Optional[Path] = ConfigOption,
                 file: Optional[Path] = typer.Option(None, "--file", help="only this spill file"),
                 as_json: bool = JsonOption) -> None:
-    """Deliver the waiting pairs to the configured store or broker, oldest first (a proxy that runs drains its own).
-
-    Examples:
-      shadow spill drain
-      shadow spill drain --file spill/catalogue-127.0.0.1-8080.spill
-    """
+    """Deliver the waiting pairs to the configured store or broker, oldest first (a proxy that runs drains its own)."""
     from adapters.spill import SpillBusy, SpillFile, drain
     from shadow.pipeline import delivery_for
 

@@ -9,14 +9,16 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from shadow.cli.common import (ConfigOption, RulesOption, StoreOption, app, err, handle_errors, load_cli_config, out,
-                               rules_folder, store_url)
+from shadow.cli.common import (ConfigOption, RulesOption, StoreOption, app, err, examples, handle_errors,
+                               load_cli_config, out, rules_folder, store_url)
 from shadow.config import UiConfig
 from shadow.errors import ShadowError
 from shadow.secrets import register_secret
 
 
-@app.command("ui")
+@app.command("ui", epilog=examples(
+    "SHADOW_UI_TOKEN=… shadow ui --config shadow.toml",
+    "shadow ui --config .demo/shadow.toml --port 9000"))
 @handle_errors
 def ui(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption, rules: Optional[Path] = RulesOption,
        host: Optional[str] = typer.Option(None, "--host", help="address to listen on (default: shadow.toml's \\[ui] "
@@ -25,10 +27,6 @@ def ui(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption
        ) -> None:
     """The triage page: filter the quirks, read their examples, decide them (reading needs no sign-in; deciding
     needs the token from the environment variable \\[ui] token_env names, SHADOW_UI_TOKEN by default).
-
-    Examples:
-      SHADOW_UI_TOKEN=$(openssl rand -hex 16) shadow ui --config shadow.toml
-      shadow ui --config .demo/shadow.toml --port 9000        # read-only: no token set
     """
     from aiohttp import web
 
