@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any, Iterator
 
+import pytest
 from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
@@ -98,6 +99,36 @@ def test_the_metric_name_parser_sees_through_promql() -> None:
             '[$__rate_interval])) / ignoring(status) group_left sum(shadow_x_total offset 5m) or vector(0) '
             'and on (instance) {__name__=~"a_total|b"}')
     assert metric_names(expr) == {"shadow_proxy_primary_latency_seconds_bucket", "shadow_x_total", "a_total", "b"}
+
+
+def test_every_expression_is_promql_and_a_real_parser_finds_the_same_metric_names() -> None:
+    promql = pytest.importorskip("promql_parser", reason="pip install -e '.[dev]' (promql-parser)")
+    grafana = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m"}  # Grafana fills these in
+
+    for where, expr in expressions(grafana_dashboard()):
+        text = expr
+        for variable, value in grafana.items():
+            text = text.replace(variable, value)
+        try:
+            tree = promql.parse(text)
+        except Exception as exc:
+            pytest.fail(f"{where} is not PromQL: {exc}\n{expr}")
+        assert selected_names(promql, tree) == metric_names(expr), where
+
+
+def selected_names(promql: Any, tree: Any) -> set[str]:
+    """The metric names of a parsed expression's vector selectors (by name or by a __name__ matcher)."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql.VectorSelector):
+            names.update([node.name] if node.name else [])
+            names.update(name for matcher in node.matchers.matchers if matcher.name == "__name__"
+                         for name in matcher.value.split("|"))
+        return True
+
+    promql.walk(tree, visit)
+    return names
 
 
 def test_every_exported_metric_is_on_the_dashboard() -> None:
