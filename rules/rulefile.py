@@ -57,8 +57,9 @@ def _glob(value: str) -> str:
 class Tolerance(_Strict):
     """Numbers within `absolute` of each other, or within `relative` × the larger, are equal."""
 
-    absolute: float = Field(0.0, ge=0)
-    relative: float = Field(0.0, ge=0)
+    absolute: float = Field(0.0, ge=0, description="numbers at most this far apart are equal, e.g. 0.01")
+    relative: float = Field(0.0, ge=0, description="numbers at most this share of the larger one apart are equal, "
+                                                   "e.g. 1e-6")
 
     @model_validator(mode="after")
     def _some(self) -> "Tolerance":
@@ -70,8 +71,9 @@ class Tolerance(_Strict):
 class TimestampRule(_Strict):
     """Timestamps compared as UTC instants; naive ones taken in `assume_timezone`."""
 
-    tolerance_ms: float = Field(0.0, ge=0)
-    assume_timezone: str = "UTC"
+    tolerance_ms: float = Field(0.0, ge=0, description="instants at most this many milliseconds apart are equal")
+    assume_timezone: str = Field("UTC", description="IANA time zone a timestamp without an offset is taken in, "
+                                                    "e.g. America/Chicago")
 
     @field_validator("assume_timezone")
     @classmethod
@@ -88,20 +90,28 @@ class TimestampRule(_Strict):
 class NormaliseStep(_Strict):
     """One normalisation at a path glob, applied to both outcomes before comparison."""
 
-    path: str
-    commands: list[str] = []
-    ignore: bool = False
-    trim: bool = False
-    casefold: bool = False
-    null_equals_empty: bool = False
-    value_map: dict[str, Any] | None = None
-    side: Literal["legacy", "new", "both"] = "legacy"
-    unordered: bool = False
-    key: str | None = None
-    coerce: Literal["number", "string", "boolean"] | None = None
-    tolerance: Tolerance | None = None
-    timestamp: TimestampRule | None = None
-    redact: bool = False
+    path: str = Field(description="glob over the outcome document (status, response, state): [*] any list index, "
+                                  "* any one key, ** any depth, e.g. state.stops[*].eta or **.driver_name")
+    commands: list[str] = Field([], description="only for these command kinds (default: every kind)")
+    ignore: bool = Field(False, description="leave the value out of the comparison on both sides (nothing else may "
+                                            "be combined with it)")
+    trim: bool = Field(False, description="text without surrounding whitespace, on both sides")
+    casefold: bool = Field(False, description="text in one letter case, on both sides")
+    null_equals_empty: bool = Field(False, description="an empty string, list or object is null, on both sides")
+    value_map: dict[str, Any] | None = Field(None, description="value → replacement, applied on side, e.g. "
+                                                               "{ A = \"assigned\" }; values not listed are kept")
+    side: Literal["legacy", "new", "both"] = Field("legacy", description="the side value_map applies to")
+    unordered: bool = Field(False, description="the list's order does not matter: both sides are sorted")
+    key: str | None = Field(None, description="with unordered: the item field lists are sorted by, so items are "
+                                              "matched by it, e.g. seq")
+    coerce: Literal["number", "string", "boolean"] | None = Field(
+        None, description="convert both sides to one type: \"12.50\" and 12.5 are one number, 1 and \"true\" one boolean")
+    tolerance: Tolerance | None = Field(None, description="numbers within a tolerance are equal: "
+                                                          "{ absolute = 0.01 } and/or { relative = 1e-6 }")
+    timestamp: TimestampRule | None = Field(None, description="compare timestamps as UTC instants: "
+                                                              "{ tolerance_ms = 5, assume_timezone = \"America/Chicago\" }")
+    redact: bool = Field(False, description="mask the value before anything is stored (equal values stay equal, so "
+                                            "they still compare)")
 
     @field_validator("path")
     @classmethod
@@ -128,10 +138,12 @@ class NormaliseStep(_Strict):
 class NoisePath(_Strict):
     """Differences at this path are non-deterministic: their quirks are noise."""
 
-    path: str
-    reason: str = ""
-    source: str = "manual"
-    quirk: str | None = None
+    path: str = Field(description="glob over the outcome document, as in [[normalise]]; quirks at matching paths "
+                                  "get the verdict noise")
+    reason: str = Field("", description="why the values are non-deterministic (shown as the quirk's note)")
+    source: str = Field("manual", description="who declared it: manual, or auto:pattern (`shadow compare`) and "
+                                              "auto:baseline (`shadow baseline`) for proposals (shown as the owner)")
+    quirk: str | None = Field(None, description="the quirk a proposal came from (for reference)")
 
     @field_validator("path")
     @classmethod
@@ -142,20 +154,22 @@ class NoisePath(_Strict):
 class QuirkDecision(_Strict):
     """A product owner's verdict on one quirk."""
 
-    id: str = Field(min_length=6)
-    verdict: Verdict
-    owner: str | None = None
-    note: str | None = None
-    ticket: str | None = None
-    decided_at: datetime | None = None
+    id: str = Field(min_length=6, description="the quirk's id, as `shadow quirks list` shows it")
+    verdict: Verdict = Field(description="reproduce (the new engine must behave like legacy), retire (the "
+                                         "difference is expected), noise (non-deterministic), or open (undecided)")
+    owner: str | None = Field(None, description="who decided")
+    note: str | None = Field(None, description="why")
+    ticket: str | None = Field(None, description="a tracker key, e.g. DISP-812")
+    decided_at: datetime | None = Field(None, description="when it was decided (UTC; written by `shadow quirks "
+                                                          "triage` and the triage page)")
 
 
 class RuleFile(_Strict):
     """One validated rule file."""
 
-    quirk: QuirkDecision | None = None
-    normalise: list[NormaliseStep] = []
-    noise: list[NoisePath] = []
+    quirk: QuirkDecision | None = Field(None, description="a verdict on one quirk")
+    normalise: list[NormaliseStep] = Field([], description="steps applied to both outcomes before they are compared")
+    noise: list[NoisePath] = Field([], description="paths known to be non-deterministic")
     path: Path | None = Field(None, exclude=True)
 
 

@@ -131,11 +131,19 @@ class KafkaTarget(_Strict):
 class TargetConfig(_Strict):
     """How to reach one system."""
 
-    url: str
+    url: str = Field(description="base URL of the system's HTTP API, http:// or https://; each request's path is "
+                                 "appended to it (commands go to Kafka instead when kafka is set; reads stay HTTP)")
     timeout: float = Field(5.0, gt=0, description="seconds before a command counts as timed out")
-    health: str = "/health"
-    state: Dsn | None = None
-    headers: dict[str, str] = {}
+    health: str = Field("/health", description="path of the health endpoint, appended to url: the guard probes the "
+                                               "new engine's while it is primary in a zone (an answer below 500 is "
+                                               "healthy)")
+    state: Dsn | None = Field(None, description="SQLAlchemy URL of the system's own database, for reading state "
+                                                "back ([routes.state]) and for `shadow reconcile`, e.g. "
+                                                "mssql+pyodbc://… or postgresql+psycopg://…")
+    headers: dict[str, str] = Field({}, description="header fields added to every request shadow-harness itself "
+                                                    "sends this target (replayed commands, read-backs), e.g. "
+                                                    "Authorization; the proxy forwards the caller's own. The values "
+                                                    "are secrets", json_schema_extra={"secret": True})
     kafka: KafkaTarget | None = Field(None, description="send commands over Kafka instead of HTTP (reads stay HTTP)")
 
     @field_validator("url")
@@ -185,8 +193,8 @@ class ColumnMapping(_Strict):
 class RouteState(ColumnMapping):
     """State read back from each side's database, mapped into one canonical form."""
 
-    legacy: SqlSource | None = None
-    new: SqlSource | None = None
+    legacy: SqlSource | None = Field(None, description="how legacy's database ([targets.legacy] state) is read")
+    new: SqlSource | None = Field(None, description="how the new engine's database ([targets.new] state) is read")
     settle: float = Field(2.0, ge=0, description="seconds the new side may take to show the command's effect")
     quiet: float = Field(0.25, gt=0, description="unchanged this long, the new side is taken as settled")
     interval: float = Field(0.05, gt=0, description="seconds between reads while settling")
@@ -241,13 +249,17 @@ class TableConfig(ColumnMapping):
 class Route(_Strict):
     """Which requests are commands, of what kind, touching which entities."""
 
-    match: str
-    command: str = Field(min_length=1)
-    keys: list[str] = []
+    match: str = Field(description="'METHOD /path/{param}': a request with this method whose path fits the "
+                                   "template is a command of this route (other requests go to the primary only)")
+    command: str = Field(min_length=1, description="the command kind these requests are, e.g. assign_load: the name "
+                                                   "quirks, reports, gates and routing use")
+    keys: list[str] = Field([], description="natural keys of the entities the command touches, e.g. load_id: taken "
+                                            "from the path parameter of that name, else the body's top-level field")
     zone: str = Field("zone", description="path parameter or body field holding the zone")
     read: str | None = Field(None, description="'GET /path/{key}' that reads the touched entity back")
     state: RouteState | None = Field(None, description="read the touched entities from each side's database")
-    sample: float = Field(1.0, ge=0.0, le=1.0)
+    sample: float = Field(1.0, ge=0.0, le=1.0, description="share of this route's commands that are mirrored and "
+                                                           "compared (0–1); the rest go to the primary only")
 
     @field_validator("match")
     @classmethod
@@ -367,24 +379,36 @@ class CutoverConfig(_Strict):
 class StoreConfig(_Strict):
     """Where the catalogue lives, and where rule files are kept."""
 
-    url: Dsn = Dsn(DEFAULT_STORE_URL)
-    rules: Path = Path("rules")
+    url: Dsn = Field(Dsn(DEFAULT_STORE_URL), description="SQLAlchemy URL of the catalogue database: a SQLite file "
+                                                         "(relative to the config file's folder) or "
+                                                         "postgresql+psycopg://… at scale")
+    rules: Path = Field(Path("rules"), description="folder of the rule files (relative to the config file's folder)")
 
 
 class ProxyConfig(_Strict):
     """`shadow proxy`: where it listens, how it mirrors, where pairs go."""
 
-    listen: str = "127.0.0.1:8080"
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the proxy listens on (--listen overrides)")
     max_body: int = Field(1_048_576, ge=1, description="bytes; a larger request body is answered 413")
-    mirror: Literal["after", "parallel"] = "after"
+    mirror: Literal["after", "parallel"] = Field("after", description="after: a command is mirrored once the "
+                                                                     "primary has answered; parallel: sent to both at "
+                                                                     "once (not in zones the guard watches)")
     queue: int = Field(1000, ge=1, description="mirrors waiting at most; beyond, a mirror is dropped and counted")
-    concurrency: int = Field(64, ge=1, le=4096)
-    pairs: Path = Path("proxy-pairs.jsonl")
-    sink: Literal["jsonl", "catalogue", "kafka"] = "jsonl"
+    concurrency: int = Field(64, ge=1, le=4096, description="mirrors in flight at once (one worker each)")
+    pairs: Path = Field(Path("proxy-pairs.jsonl"), description="JSONL file the pairs are appended to with sink = "
+                                                               "\"jsonl\" (relative to the config file's folder; "
+                                                               "--pairs overrides)")
+    sink: Literal["jsonl", "catalogue", "kafka"] = Field(
+        "jsonl", description="where pairs go: jsonl (the pairs file), catalogue (compared and stored in [store] url, "
+                             "in batches), kafka (published to [kafka] pairs for comparator workers)")
     # Comparing is the comparator workers' job; inline it costs the proxy ~7 % of its throughput (measured).
     compare: bool = Field(False, description="compare each pair as it is recorded, for the match-rate metric")
-    admin_token_env: str = "SHADOW_ADMIN_TOKEN"
-    drain_seconds: float = Field(5.0, ge=0)
+    admin_token_env: str = Field("SHADOW_ADMIN_TOKEN", description="environment variable holding the admin token: "
+                                                                    "/-/admin/* need Authorization: Bearer <it>, and "
+                                                                    "`shadow cutover execute` sends it; unset: those "
+                                                                    "endpoints answer 401")
+    drain_seconds: float = Field(5.0, ge=0, description="on shutdown, queued mirrors may finish for up to this long "
+                                                        "(seconds)")
     reload_seconds: float = Field(0.5, gt=0, description="how often the config file is checked for a new route table")
     spill_dir: Path = Field(Path("spill"), description="where pairs wait on disk while the catalogue store or the "
                                                        "Kafka broker is down (sink catalogue or kafka)")
@@ -416,8 +440,9 @@ class KafkaConfig(_Strict):
 class ReplayConfig(_Strict):
     """Defaults for `shadow replay`."""
 
-    concurrency: int = Field(32, ge=1, le=4096)
-    pairs: Path = Path("pairs.jsonl")
+    concurrency: int = Field(32, ge=1, le=4096, description="commands in flight at once (--concurrency overrides)")
+    pairs: Path = Field(Path("pairs.jsonl"), description="JSONL file the pairs are written to (relative to the config "
+                                                         "file's folder; --out overrides)")
 
 
 class UiConfig(_Strict):
@@ -434,13 +459,16 @@ class UiConfig(_Strict):
 class Config(_Strict):
     """The whole, validated `shadow.toml`."""
 
-    targets: dict[Literal["legacy", "new"], TargetConfig]
-    routes: list[Route] = []
-    routing: RoutingConfig = RoutingConfig()
-    store: StoreConfig = StoreConfig()
-    replay: ReplayConfig = ReplayConfig()
-    proxy: ProxyConfig = ProxyConfig()
-    kafka: KafkaConfig = KafkaConfig()
+    targets: dict[Literal["legacy", "new"], TargetConfig] = Field(
+        description="how to reach each system: [targets.legacy] and [targets.new], both required")
+    routes: list[Route] = Field([], description="which requests are commands, of what kind, touching which entities")
+    routing: RoutingConfig = Field(RoutingConfig(), description="the cutover state: the mode of each zone and command "
+                                                                "kind")
+    store: StoreConfig = Field(StoreConfig(), description="where the catalogue and the rule files are")
+    replay: ReplayConfig = Field(ReplayConfig(), description="defaults for `shadow replay`")
+    proxy: ProxyConfig = Field(ProxyConfig(), description="`shadow proxy`: listening, mirroring, where pairs go")
+    kafka: KafkaConfig = Field(KafkaConfig(), description="the Kafka topic pairs travel on at scale, and the "
+                                                          "comparator workers' group")
     tables: dict[str, TableConfig] = Field({}, description="tables `shadow reconcile` compares, by name")
     cutover: CutoverConfig = Field(CutoverConfig(), description="gate thresholds and the availability budget")
     ui: UiConfig = Field(UiConfig(), description="the triage page (`shadow ui`)")
@@ -553,7 +581,7 @@ def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] 
         for err in exc.errors():
             reason = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                reason = "unknown key (check its spelling against the README's config reference)"
+                reason = "unknown key (check its spelling against the configuration reference, docs/reference/config.md)"
             lines.append(f"{source}: {_key_path(tuple(err['loc']))}: {reason}")
         raise ConfigError("\n".join(lines), hint="fix the key(s) above; `shadow config check` re-validates") from None
     config = config.model_copy(update={"source": Path(source) if base is not None else None})
