@@ -33,7 +33,8 @@ def quirks_list(config: Optional[Path] = ConfigOption, store: Optional[str] = St
                 entity: Optional[str] = typer.Option(None, "--entity", "--load",
                                                      help="only quirks that hit this entity (e.g. a load id)"),
                 sort: str = typer.Option("count", "--sort", help="count, first_seen or last_seen"),
-                limit: int = typer.Option(100, "--limit", min=1), as_json: bool = JsonOption) -> None:
+                limit: int = typer.Option(100, "--limit", min=1, help="quirks shown at most"),
+                as_json: bool = JsonOption) -> None:
     """The quirks in the catalogue, most frequent first."""
     from rules.catalogue import open_catalogue
 
@@ -59,7 +60,8 @@ def quirks_list(config: Optional[Path] = ConfigOption, store: Optional[str] = St
 @handle_errors
 def quirks_show(quirk_id: str = typer.Argument(..., help="quirk id (a unique prefix will do)"),
                 config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
-                examples: int = typer.Option(5, "--examples", min=1), as_json: bool = JsonOption) -> None:
+                examples: int = typer.Option(5, "--examples", min=1, help="example differences shown at most"),
+                as_json: bool = JsonOption) -> None:
     """One quirk: what it is, where and how often, and side-by-side example values."""
     from rules.catalogue import open_catalogue
 
@@ -190,7 +192,8 @@ def audit_list(config: Optional[Path] = ConfigOption, store: Optional[str] = Sto
                zone: Optional[str] = typer.Option(None, "--zone", help="a zone's flips, gates, guard decisions, "
                                                                       "windows (subject zone:ZONE)"),
                action: Optional[str] = typer.Option(None, "--action", help="e.g. cutover.flip, guard.window, verdict"),
-               limit: int = typer.Option(200, "--limit", min=1), as_json: bool = JsonOption) -> None:
+               limit: int = typer.Option(200, "--limit", min=1, help="entries shown at most"),
+               as_json: bool = JsonOption) -> None:
     """The audit log, oldest first: verdicts, plans, flips, refusals, rollbacks, guard decisions and windows."""
     from rules.catalogue import open_catalogue
     from shadow import audit

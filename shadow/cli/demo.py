@@ -18,12 +18,14 @@ from shadow.errors import ShadowError
 @handle_errors
 def demo_serve(which: str = typer.Argument(..., help="legacy or new"),
                port: int = typer.Option(0, "--port", "-p", help="port (default 8081 for legacy, 8082 for new)"),
-               host: str = typer.Option("127.0.0.1", "--host"),
+               host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
                db: Optional[Path] = typer.Option(None, "--db", help="legacy only: SQLite file for its state"),
                kafka: Optional[str] = typer.Option(None, "--kafka", help="new only: brokers HOST:PORT; commands then "
                                                    "come from a topic and answers go to another"),
-               commands_topic: str = typer.Option("dispatch.commands", "--commands-topic"),
-               outcomes_topic: str = typer.Option("dispatch.outcomes", "--outcomes-topic")) -> None:
+               commands_topic: str = typer.Option("dispatch.commands", "--commands-topic",
+                                                  help="new only, with --kafka: the topic commands come from"),
+               outcomes_topic: str = typer.Option("dispatch.outcomes", "--outcomes-topic",
+                                                  help="new only, with --kafka: the topic outcomes are answered on")) -> None:
     """Serve one side of the reference dispatch pair over HTTP (and, for new, Kafka) until stopped."""
     from shadow.config import KafkaTarget
 
@@ -55,8 +57,8 @@ def demo_trace(commands: int = typer.Option(5000, "--commands", "-n", min=1, hel
     "shadow demo run --commands 5000 --workdir .demo",
     "shadow demo run --commands 500 --speed 1 --limit 10"))
 @handle_errors
-def demo_run(commands: int = typer.Option(5000, "--commands", "-n", min=1),
-             seed: int = typer.Option(7, "--seed", "-s"),
+def demo_run(commands: int = typer.Option(5000, "--commands", "-n", min=1, help="how many commands the trace holds"),
+             seed: int = typer.Option(7, "--seed", "-s", help="same seed, same trace"),
              workdir: Path = typer.Option(Path(".demo"), "--workdir", help="where the trace, pairs and catalogue go"),
              speed: str = typer.Option("max", "--speed", help="0.5, 1, 2 … or max"),
              limit: int = typer.Option(25, "--limit", help="quirks to show")) -> None:

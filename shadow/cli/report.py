@@ -98,7 +98,8 @@ def report(config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOp
 @handle_errors
 def pairs_show(key: str = typer.Option(..., "--key", "-k", help="a natural key, NAME=VALUE, e.g. load_id=L-123"),
                config: Optional[Path] = ConfigOption, store: Optional[str] = StoreOption,
-               limit: int = typer.Option(1000, "--limit", min=1), as_json: bool = JsonOption) -> None:
+               limit: int = typer.Option(1000, "--limit", min=1, help="commands shown at most, oldest first"),
+               as_json: bool = JsonOption) -> None:
     """Every command that touched one entity, in order: both outcomes, the differences, their quirks."""
     from reports.entity import entity_history, parse_key
     from rules.catalogue import open_catalogue

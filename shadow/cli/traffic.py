@@ -22,7 +22,8 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
                config: Optional[Path] = ConfigOption,
                speed: str = typer.Option("1", "--speed", help="0.5, 1, 2 … keeps inter-arrival gaps scaled; max = none"),
                output: Optional[Path] = typer.Option(None, "--out", "-o", help="pairs JSONL (default from config)"),
-               concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1),
+               concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
+                                                         help="commands in flight at once (default: [replay] concurrency)"),
                to_kafka: bool = typer.Option(False, "--to-kafka", help="publish pairs to the config's kafka.pairs topic"),
                as_json: bool = JsonOption) -> None:
     """Send each command of a trace to both targets and write the pairs."""
