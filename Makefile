@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration test-browser fuzz bench soak lint clean system-deps install
+.PHONY: demo test test-unit test-integration test-browser fuzz bench soak lint docs clean system-deps install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Reinstall when the package metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
 	@touch $@
 
 install: $(STAMP)
@@ -68,6 +68,12 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check shadow adapters rules reports cutover tests
+
+# The docs site (MkDocs, Material theme) into build/site/; the CLI, config, rule-file and canary-plan references
+# are generated from the code on every build. `make test` builds it with --strict (tests/unit/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "open build/site/index.html"
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info

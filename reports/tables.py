@@ -37,7 +37,7 @@ class Column:
     doc: str
 
 
-# The columns of each table, documented here once (the README lists them from this).
+# The columns of each table, documented here once (the docs' report page is generated from this).
 COLUMNS: dict[str, list[Column]] = {
     "pair_results": [
         Column("token", pa.string(), "dispatch token (the pair's identity)"),

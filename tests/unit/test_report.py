@@ -254,14 +254,6 @@ def test_pairs_show_cli_json_and_errors(known: Catalogue) -> None:
     assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
 
 
-def test_the_readme_documents_every_exported_column() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for table, columns in COLUMNS.items():
-        section = readme.split(f"`{table}`:\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
-        documented = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
-        assert documented == [c.name for c in columns], table
-
-
 def test_reports_package_exports_the_notebook_api() -> None:
     import reports
 
