@@ -111,7 +111,7 @@ def parse_plan(text: str, *, source: str = "<plan>") -> CanaryPlan:
         for err in exc.errors():
             reason = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                reason = "unknown key (check its spelling against the README's canary plan reference)"
+                reason = "unknown key (check its spelling against the canary-plan reference, docs/reference/canary-plan.md)"
             loc = tuple(p for p in err["loc"] if p not in ("str", "CanaryStep"))  # not the union's branch names
             lines.append(f"{source}: {_key_path(loc)}: {reason}" if loc else f"{source}: {reason}")
         raise ConfigError("\n".join(lines), hint="fix the key(s) above, then run the plan again") from None

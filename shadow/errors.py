@@ -1,7 +1,7 @@
 """One exception hierarchy for everything a person should read (STYLE.md, 5).
 
 The CLI turns a ShadowError into one red line and its exit code, never a
-traceback (unless --debug). Exit codes are documented in the README.
+traceback (unless --debug). Exit codes are documented in docs/reference/exit-codes.md.
 """
 
 from __future__ import annotations
