@@ -24,6 +24,7 @@ SNIPPETS = {
     "metrics": docgen.metrics_reference,
     "config-keys": lambda: docgen.config_reference(whole_page=False),
     "rule-file-keys": lambda: docgen.rules_reference(whole_page=False),
+    "performance": docgen.performance,
 }
 _MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 

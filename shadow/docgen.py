@@ -1,6 +1,7 @@
 """The generated pages of the docs site: configuration, rule-file and canary-plan references from the pydantic
 models, the CLI reference from the typer app; and generated parts of written pages: the report tables' columns
-(`reports.tables.COLUMNS`), the transition classes (`rules.transitions`), the metrics (`shadow.metrics`).
+(`reports.tables.COLUMNS`), the transition classes (`rules.transitions`), the metrics (`shadow.metrics`), the
+performance figures (the README's table, kept there).
 
 The site's build hook (docs/hooks.py) calls these on every `mkdocs build`, so the references cannot drift
 from the code; `undocumented()` lists every field, command, option or argument that has no description, and a
@@ -23,7 +24,7 @@ from pydantic_core import PydanticUndefined
 
 __all__ = ["ModelPage", "CONFIG", "RULES", "CANARY_PLAN", "config_reference", "rules_reference",
            "canary_plan_reference", "cli_reference", "report_columns", "transition_classes", "metrics_reference",
-           "reference_pair", "undocumented", "undocumented_fields", "undocumented_commands"]
+           "reference_pair", "performance", "undocumented", "undocumented_fields", "undocumented_commands"]
 
 
 # -- pydantic models → Markdown ------------------------------------------------------------------------------
@@ -468,3 +469,11 @@ def metrics_reference() -> str:
             lines.append(f"| `{name}` | {kind} | {labels} | {_cell(getattr(collector, '_documentation', ''))} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def performance() -> str:
+    """The README's `## Performance` section (its table and notes), so the figures live in one place."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Performance\n", 1)[1]
+    section = re.split(r"\n## ", section, maxsplit=1)[0].strip() + "\n"
+    return section.replace("](docs/", "](")  # README links into docs/ (a chart) are relative to docs/ here
