@@ -117,6 +117,13 @@ def _split_endpoint(value: str) -> tuple[str, str]:
         raise ValueError(f"method {parts[0]!r} is not one of {', '.join(sorted(_METHODS))}")
     if not path.startswith("/"):
         raise ValueError(f"path {path!r} must start with '/'")
+    bare = _PARAM.sub("", path)
+    if "{" in bare or "}" in bare:
+        raise ValueError(f"path {path!r}: a parameter is written {{name}}, name being letters, digits and '_' "
+                         f"(not starting with a digit)")
+    names = path_params(path)
+    if len(set(names)) != len(names):
+        raise ValueError(f"path {path!r} names a parameter twice")
     return method, path
 
 
@@ -403,6 +410,9 @@ class ProxyConfig(_Strict):
                              "in batches), kafka (published to [kafka] pairs for comparator workers)")
     # Comparing is the comparator workers' job; inline it costs the proxy ~7 % of its throughput (measured).
     compare: bool = Field(False, description="compare each pair as it is recorded, for the match-rate metric")
+    admin: bool = Field(True, description="serve the admin endpoints /-/admin/status and /-/admin/reload (`shadow "
+                                          "cutover execute` confirms each flip through them); they answer only "
+                                          "callers bearing the token in admin_token_env")
     admin_token_env: str = Field("SHADOW_ADMIN_TOKEN", description="environment variable holding the admin token: "
                                                                     "/-/admin/* need Authorization: Bearer <it>, and "
                                                                     "`shadow cutover execute` sends it; unset: those "

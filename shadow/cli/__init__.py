@@ -6,6 +6,7 @@ the result — a rich table for people, `--json` for scripts.
 
 from shadow.cli import catalogue, config, cutover, demo, reconcile, report, spill, traffic  # noqa: F401  (each registers its commands)
 from shadow.cli import ui  # noqa: F401  (shadow ui: the triage page)
+from shadow.cli import doctor, init  # noqa: F401  (shadow init, shadow doctor, shadow catalogue upgrade: onboarding)
 from shadow.cli import canary  # noqa: F401  (shadow cutover run / canary-status: canary plans)
 from shadow.cli import grafana  # noqa: F401  (shadow grafana-dashboard)
 from shadow.cli.common import (app, audit_app, config_app, cutover_app, demo_app, pairs_app, quirks_app,
