@@ -67,6 +67,10 @@ class ProxyMetrics:
                                    ["reason"], registry=registry)
         self.sink_degraded = Gauge("shadow_proxy_sink_degraded", "1 while pairs go to the spill file",
                                    registry=registry)
+        self.gc_pause = Histogram("shadow_proxy_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by "
+                                  "generation (2: a full collection)", ["generation"],
+                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+                                  registry=registry)
         # Children looked up once: labels() costs a few microseconds per call on the hot path.
         self.commands = self.requests.labels("command")
         self.unmatched = self.requests.labels("unmatched")

@@ -40,6 +40,7 @@ from rules.rulefile import load_rules
 from shadow.config import Config, Route, load_config, path_params
 from shadow.errors import ShadowError
 from shadow.guard import Guard
+from shadow.heap import GcPauses, freeze_after_warmup
 from shadow.metrics import ProxyMetrics
 from shadow.presence import Presence
 from shadow.proxy_guard import GuardedZones, failed_outcome, held
@@ -133,8 +134,10 @@ class Proxy(GuardedZones):
     """One proxy process: an aiohttp application with its mirror workers and route table."""
 
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
-                 sink: PairSink | None = None, address: str | None = None) -> None:
+                 sink: PairSink | None = None, address: str | None = None, tune_gc: bool = False) -> None:
         self.config = config
+        self._tune_gc = tune_gc  # a process of its own (`shadow proxy`): freeze the heap, time the collections
+        self._gc_pauses: GcPauses | None = None
         self.address = address or config.proxy.listen
         self.table = RouteTable.from_config(config)
         self.metrics = ProxyMetrics()
@@ -170,8 +173,11 @@ class Proxy(GuardedZones):
         expect = {"expect_handler": self._expect}
         app.router.add_get("/-/health", self._health, **expect)
         app.router.add_get("/-/metrics", self._metrics, **expect)
-        app.router.add_get("/-/admin/status", self._status, **expect)
-        app.router.add_post("/-/admin/reload", self._reload, **expect)
+        if self.config.proxy.admin:
+            app.router.add_get("/-/admin/status", self._status, **expect)
+            app.router.add_post("/-/admin/reload", self._reload, **expect)
+        else:
+            app.router.add_route("*", r"/-/admin/{tail:[\s\S]*}", self._admin_off, **expect)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle, **expect)  # any path: '.' stops at a %0A
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._drain)
@@ -204,6 +210,9 @@ class Proxy(GuardedZones):
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._probe()))
+        if self._tune_gc:
+            self._gc_pauses = GcPauses(self.metrics.gc_pause).install()
+            self._tasks.append(asyncio.create_task(freeze_after_warmup()))
         if proxy.registry:
             self.presence = Presence(self.config.store.url.reveal(), self.address, lambda: self.table.version,
                                      self.guard.snapshot, self._pushed)
@@ -239,6 +248,8 @@ class Proxy(GuardedZones):
             self.metrics.dropped.labels("shutdown").inc(self._queue.qsize())
 
     async def _close(self, _app: web.Application) -> None:
+        if self._gc_pauses is not None:
+            self._gc_pauses.remove()
         if self.presence is not None:
             await self.presence.stop()
         for task in self._tasks:
@@ -500,6 +511,9 @@ class Proxy(GuardedZones):
                 metrics.pairs_dropped.labels(reason).set(n)
         return web.Response(body=generate_latest(self.metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _admin_off(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": "admin endpoints are off ([proxy] admin = false)"}, status=404)
 
     def _authorised(self, request: web.Request) -> bool:
         if self._admin_token is None:

@@ -23,7 +23,7 @@ def replay_cmd(trace: Path = typer.Argument(..., help="JSONL trace of commands (
                speed: str = typer.Option("1", "--speed", help="0.5, 1, 2 … keeps inter-arrival gaps scaled; max = none"),
                output: Optional[Path] = typer.Option(None, "--out", "-o", help="pairs JSONL (default from config)"),
                concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
-                                                         help="commands in flight at once (default: [replay] concurrency)"),
+                                                         help="commands in flight at once (default: \\[replay] concurrency)"),
                to_kafka: bool = typer.Option(False, "--to-kafka", help="publish pairs to the config's kafka.pairs topic"),
                as_json: bool = JsonOption) -> None:
     """Send each command of a trace to both targets and write the pairs."""
@@ -204,7 +204,7 @@ def proxy_cmd(config: Optional[Path] = ConfigOption,
         cfg = cfg.model_copy(update={"proxy": ProxyConfig.model_validate({**cfg.proxy.model_dump(), **overrides})})
     token = os.environ.get(cfg.proxy.admin_token_env) or None  # the CLI is the edge: the only place env is read
     register_secret(token)
-    proxy = Proxy(cfg, admin_token=token, capture=capture)
+    proxy = Proxy(cfg, admin_token=token, capture=capture, tune_gc=True)
     host, port = cfg.proxy.listen.rsplit(":", 1)
     out.print(f"shadow proxy on http://{host}:{port} — legacy {cfg.targets['legacy'].url}, new "
               f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {cfg.proxy.pairs}"

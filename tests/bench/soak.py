@@ -150,9 +150,11 @@ def _fd_kinds(pid: int, ports: dict[int, str], listen: int | None,
 
 
 def _metrics(url: str) -> dict[str, float]:
-    """The proxy's mirror queue depth, mirrored and dropped totals, from /-/metrics."""
+    """The proxy's mirror queue depth, mirrored and dropped totals and full GC pauses, from /-/metrics."""
     wanted = {"shadow_proxy_mirror_queue_depth": "queue", "shadow_proxy_mirrored_total": "mirrored"}
-    found = {"queue": 0.0, "mirrored": 0.0, "dropped": 0.0}
+    wanted |= {'shadow_proxy_gc_pause_seconds_count{generation="2"}': "gc2_count",
+               'shadow_proxy_gc_pause_seconds_sum{generation="2"}': "gc2_sum"}
+    found = {"queue": 0.0, "mirrored": 0.0, "dropped": 0.0, "gc2_count": 0.0, "gc2_sum": 0.0}
     with urllib.request.urlopen(f"{url}/-/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             name, _, value = line.rpartition(" ")
@@ -173,6 +175,7 @@ class Probe:
         self._cpu: dict[str, int] = {}
         self._ticks: dict[int, int] = {}
         self._at = 0.0
+        self._gc = (0.0, 0.0)
         self.sample()
 
     def sample(self) -> dict[str, Any]:
@@ -201,6 +204,10 @@ class Probe:
             row[f"{name}_pooled"] = sum(kinds.get(kind, 0) for kind in POOLED)
             row[f"{name}_fixed_fds"] = row[f"{name}_fds"] - row[f"{name}_pooled"]
         row.update(_metrics(self.proxy_url))
+        # Full collections in the minute and their mean pause (the proxy times each one: shadow/heap.py).
+        runs, spent = row["gc2_count"] - self._gc[0], row["gc2_sum"] - self._gc[1]
+        self._gc = (row["gc2_count"], row["gc2_sum"])
+        row["gc2_runs"], row["gc2_ms"] = runs, spent / runs * 1000 if runs else 0.0
         row["stored"] = self.stored() or 0
         # Pairs mirrored, not yet in the catalogue: in the proxy, on the topic or in the worker. (The group's
         # lag cannot be read from tansu: its ListOffsets answers are not the log end offsets.)
@@ -323,7 +330,7 @@ COLUMNS = [("min", "minute", "{:>3}"), ("sent/s", "rate", "{:>6.0f}"), ("err", "
            ("CPU%", "proxy_cpu", "{:>4.0f}"), ("worker MiB", "worker_mib", "{:>10.1f}"), ("fds", "worker_fds", "{:>4}"),
            ("CPU%", "worker_cpu", "{:>4.0f}"), ("queue", "queue", "{:>5.0f}"), ("backlog", "backlog", "{:>7}"),
            ("stored", "stored", "{:>9,}"), ("others%", "others_cpu", "{:>7.0f}"), ("load", "load1", "{:>5.2f}"),
-           ("late ms", "late_ms", "{:>7.0f}")]
+           ("late ms", "late_ms", "{:>7.0f}"), ("gc2", "gc2_runs", "{:>3.0f}"), ("gc2 ms", "gc2_ms", "{:>6.1f}")]
 
 
 def _width(fmt: str) -> int:

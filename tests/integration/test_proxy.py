@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 from pathlib import Path
@@ -214,6 +215,29 @@ def test_admin_endpoints_need_the_token_and_reload_applies_a_new_route_table(tmp
                     assert json.loads(body)["served_by"] == "new"  # reverse: the new engine answers
                     async with session.post(f"{url}/-/admin/reload", headers=auth) as resp:
                         assert (await resp.json()) == {"route_table": second, "changed": False}
+
+    asyncio.run(scenario())
+
+
+def test_admin_endpoints_can_be_turned_off_and_are_then_never_proxied(tmp_path) -> None:
+    async def scenario() -> None:
+        async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
+            async with running(proxy_config(legacy, new, tmp_path, admin=False), sink=MemoryPairs(),
+                               tune_gc=True) as (proxy, url):
+                auth = {"Authorization": f"Bearer {TOKEN}"}
+                async with aiohttp.ClientSession() as session:
+                    for method, path in (("GET", "/-/admin/status"), ("POST", "/-/admin/reload"), ("GET", "/-/admin/x")):
+                        async with session.request(method, f"{url}{path}", headers=auth) as resp:
+                            assert resp.status == 404 and "admin = false" in (await resp.json())["error"]
+                    for i in range(50):
+                        assert (await assign(session, url, f"L-{i}"))[0] == 200
+                    gc.collect()
+                    async with session.get(f"{url}/-/metrics") as resp:
+                        text = await resp.text()
+                # tune_gc: collections are timed, and the heap alive at start-up is frozen.
+                assert 'shadow_proxy_gc_pause_seconds_count{generation="2"}' in text
+                assert gc.get_freeze_count() > 0
+        gc.unfreeze()
 
     asyncio.run(scenario())
 
