@@ -294,7 +294,11 @@ def _commands() -> Iterator[tuple[list[str], Any]]:
     yield from walk(typer.main.get_command(app), [])
 
 
-_TYPER_ESCAPE = re.compile(r"\\(\[)")
+_TYPER_ESCAPE = re.compile(r"\\(\[)")  # help text escapes [ from rich markup: \[store] is shown [store]
+
+
+def _unescaped(text: str | None) -> str:
+    return _TYPER_ESCAPE.sub(r"\1", text or "")
 
 
 def _split_help(text: str | None) -> tuple[list[str], list[str]]:
@@ -375,7 +379,7 @@ def cli_reference() -> str:
             lines += ["| argument | type | | description |", "|---|---|---|---|"]
             for p in arguments:
                 lines.append(f"| `{p.name.upper()}` | {_cell(_param_type(p))} | {_param_default(p)} | "
-                             f"{_cell(p.help or '')} |")
+                             f"{_cell(_unescaped(p.help))} |")
             lines.append("")
         if options:
             lines += ["| option | type | default | description |", "|---|---|---|---|"]
@@ -383,7 +387,7 @@ def cli_reference() -> str:
                 names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
                 envvar = f" Environment: `{p.envvar}`." if p.envvar else ""
                 lines.append(f"| {names} | {_cell(_param_type(p))} | {_param_default(p)} | "
-                             f"{_cell(p.help or '')}{envvar} |")
+                             f"{_cell(_unescaped(p.help))}{envvar} |")
             lines.append("")
         if getattr(command, "epilog", None):
             epilog_paragraphs, epilog_examples = _split_help(command.epilog)
@@ -396,7 +400,7 @@ def cli_reference() -> str:
             lines += ["| command | what it does |", "|---|---|"]
             for name, sub in subs:
                 target = _anchor(f"{title} {name}")
-                lines.append(f"| [`{name}`](#{target}) | {_cell(sub.get_short_help_str(limit=200))} |")
+                lines.append(f"| [`{name}`](#{target}) | {_cell(_unescaped(sub.get_short_help_str(limit=200)))} |")
             lines.append("")
     return "\n".join(lines)
 

@@ -77,6 +77,7 @@ def test_the_cli_reference_has_every_command_with_usage_and_options() -> None:
         assert f"`{title}`" in page, title
     assert "shadow quirks triage [OPTIONS] QUIRK_IDS..." in page
     assert "| `--min-match-rate` |" in page
+    assert "\\\\[" not in page  # help text's rich-markup escape (\\[store]) is shown as [store]
 
 
 def test_the_report_page_documents_every_exported_column() -> None:
