@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import IO, Iterator, TypeVar
@@ -10,6 +11,7 @@ from shadow.errors import InputError
 from shadow.model import Command, ModelError, Pair, from_json, to_json
 
 T = TypeVar("T", Command, Pair)
+log = logging.getLogger(__name__)
 
 
 def _read_lines(path: Path, kind: type[T]) -> Iterator[T]:
@@ -26,6 +28,11 @@ def _read_lines(path: Path, kind: type[T]) -> Iterator[T]:
             try:
                 yield from_json(line, kind)
             except ModelError as exc:
+                if not line.endswith(b"\n"):
+                    # The last line, unfinished: a proxy is still appending to this file. It is read next time.
+                    log.warning("%s:%d: the last line is unfinished (a writer still appending?): not read",
+                                path, number)
+                    return
                 raise InputError(
                     f"{path}:{number}: {exc}",
                     hint=f"fix or remove line {number}; nothing after it was read",
@@ -47,12 +54,17 @@ class JsonlPairs:
         self.written = 0
 
     def write(self, pair: Pair) -> None:
-        """Append one pair as a line (buffered; flushed on close)."""
+        """Append one pair as a line (buffered; flushed by flush and close)."""
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("ab" if self._append else "wb", buffering=1 << 16)
         self._handle.write(to_json(pair) + b"\n")
         self.written += 1
+
+    def flush(self) -> None:
+        """Push buffered lines to the file, so a reader (`shadow compare FILE`) sees them."""
+        if self._handle is not None:
+            self._handle.flush()
 
     def close(self) -> None:
         """Flush the file to disk."""

@@ -509,6 +509,15 @@ class Config(_Strict):
                                      f"has no state = \"<SQLAlchemy URL>\"")
         if self.proxy.sink == "kafka" and not self.kafka.bootstrap:
             raise ValueError("[proxy] sink = \"kafka\" needs [kafka] bootstrap = \"HOST:PORT\"")
+        # A command sent to a hung new primary just before the guard trips waits out its own timeout before it
+        # goes to legacy: that wait is part of the budget too.
+        cutover, timeout = self.cutover, self.targets["new"].timeout  # type: ignore[index]
+        room = cutover.availability_budget_s - cutover.guard.trip_after_s - FLIP_ALLOWANCE_S - GUARD_MARGIN_S
+        if timeout > room:
+            raise ValueError(f"[targets.new] timeout = {timeout:g}: a command to a hung new engine as primary waits "
+                             f"that long, after the guard's {cutover.guard.trip_after_s:g} s to trip, "
+                             f"{FLIP_ALLOWANCE_S:g} s for the flip and a {GUARD_MARGIN_S:g} s margin; that breaks the "
+                             f"{cutover.availability_budget_s:g} s availability budget: use at most {room:g}")
         return self
 
     def route_for(self, command_kind: str) -> Route | None:

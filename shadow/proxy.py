@@ -40,7 +40,7 @@ from rules.rulefile import load_rules
 from shadow.config import Config, Route, load_config, path_params
 from shadow.errors import ShadowError
 from shadow.guard import Guard
-from shadow.heap import GcPauses, freeze_after_warmup
+from shadow.heap import GcPauses, freeze_after_warmup, switch_interval
 from shadow.metrics import ProxyMetrics
 from shadow.presence import Presence
 from shadow.proxy_guard import GuardedZones, failed_outcome, held
@@ -52,6 +52,7 @@ __all__ = ["Proxy", "HOP_BY_HOP", "SHADOW_HEADER"]
 
 log = logging.getLogger("shadow.proxy")
 SHADOW_HEADER = "X-Shadow"
+FLUSH_SECONDS = 1.0  # JSONL pairs and captured commands reach their files at least this often
 # RFC 9110 §7.6.1: connection-specific fields are not forwarded (nor any field Connection names).
 HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
@@ -134,10 +135,12 @@ class Proxy(GuardedZones):
     """One proxy process: an aiohttp application with its mirror workers and route table."""
 
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
-                 sink: PairSink | None = None, address: str | None = None, tune_gc: bool = False) -> None:
+                 sink: PairSink | None = None, address: str | None = None, own_process: bool = False) -> None:
         self.config = config
-        self._tune_gc = tune_gc  # a process of its own (`shadow proxy`): freeze the heap, time the collections
+        # A process of its own (`shadow proxy`): freeze the heap, time the collections, hand the GIL back sooner.
+        self._own_process = own_process
         self._gc_pauses: GcPauses | None = None
+        self._switch_interval: float | None = None
         self.address = address or config.proxy.listen
         self.table = RouteTable.from_config(config)
         self.metrics = ProxyMetrics()
@@ -210,13 +213,23 @@ class Proxy(GuardedZones):
         if self.config.source is not None:
             self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._probe()))
-        if self._tune_gc:
+        self._tasks.append(asyncio.create_task(self._flush_files()))
+        if self._own_process:
             self._gc_pauses = GcPauses(self.metrics.gc_pause).install()
             self._tasks.append(asyncio.create_task(freeze_after_warmup()))
+            self._switch_interval = switch_interval()
         if proxy.registry:
             self.presence = Presence(self.config.store.url.reveal(), self.address, lambda: self.table.version,
                                      self.guard.snapshot, self._pushed)
             await self.presence.start()
+
+    async def _flush_files(self) -> None:
+        """Pairs and captured commands written to files reach them within a second, not only at shutdown."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            for file in (self._sink, self._capture):
+                if isinstance(file, (JsonlPairs, JsonlCommands)):
+                    file.flush()
 
     def _sql_reader(self, target: Target) -> SqlStateReader | None:
         url = self.config.targets[target.value].state
@@ -250,6 +263,8 @@ class Proxy(GuardedZones):
     async def _close(self, _app: web.Application) -> None:
         if self._gc_pauses is not None:
             self._gc_pauses.remove()
+        if self._switch_interval is not None:
+            switch_interval(self._switch_interval)
         if self.presence is not None:
             await self.presence.stop()
         for task in self._tasks:

@@ -204,7 +204,7 @@ def proxy_cmd(config: Optional[Path] = ConfigOption,
         cfg = cfg.model_copy(update={"proxy": ProxyConfig.model_validate({**cfg.proxy.model_dump(), **overrides})})
     token = os.environ.get(cfg.proxy.admin_token_env) or None  # the CLI is the edge: the only place env is read
     register_secret(token)
-    proxy = Proxy(cfg, admin_token=token, capture=capture, tune_gc=True)
+    proxy = Proxy(cfg, admin_token=token, capture=capture, own_process=True)
     host, port = cfg.proxy.listen.rsplit(":", 1)
     out.print(f"shadow proxy on http://{host}:{port} — legacy {cfg.targets['legacy'].url}, new "
               f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {cfg.proxy.pairs}"

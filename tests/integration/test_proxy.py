@@ -13,6 +13,7 @@ import contextlib
 import gc
 import gzip
 import json
+import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -219,11 +220,33 @@ def test_admin_endpoints_need_the_token_and_reload_applies_a_new_route_table(tmp
     asyncio.run(scenario())
 
 
+def test_jsonl_pairs_and_captured_commands_reach_their_files_while_the_proxy_runs(tmp_path) -> None:
+    """`shadow compare FILE` on a running proxy's pairs sees them all within a second or two, not at shutdown."""
+    from adapters.jsonl import JsonlPairs, read_commands
+
+    async def scenario() -> None:
+        async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
+            sink = JsonlPairs(tmp_path / "live-pairs.jsonl", append=True)
+            async with running(proxy_config(legacy, new, tmp_path), sink=sink,
+                               capture=tmp_path / "capture.jsonl") as (_proxy, url):
+                async with aiohttp.ClientSession() as session:
+                    for i in range(20):  # few enough to sit in the 64 KB write buffers
+                        assert (await assign(session, url, f"L-{i}"))[0] == 200
+                for _ in range(60):  # at most 3 s, while the proxy still runs
+                    await asyncio.sleep(0.05)
+                    if len(list(JsonlPairs(tmp_path / "live-pairs.jsonl"))) == 20:
+                        break
+                assert len(list(JsonlPairs(tmp_path / "live-pairs.jsonl"))) == 20
+                assert len(list(read_commands(tmp_path / "capture.jsonl"))) == 20
+
+    asyncio.run(scenario())
+
+
 def test_admin_endpoints_can_be_turned_off_and_are_then_never_proxied(tmp_path) -> None:
     async def scenario() -> None:
         async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
             async with running(proxy_config(legacy, new, tmp_path, admin=False), sink=MemoryPairs(),
-                               tune_gc=True) as (proxy, url):
+                               own_process=True) as (proxy, url):
                 auth = {"Authorization": f"Bearer {TOKEN}"}
                 async with aiohttp.ClientSession() as session:
                     for method, path in (("GET", "/-/admin/status"), ("POST", "/-/admin/reload"), ("GET", "/-/admin/x")):
@@ -234,10 +257,11 @@ def test_admin_endpoints_can_be_turned_off_and_are_then_never_proxied(tmp_path) 
                     gc.collect()
                     async with session.get(f"{url}/-/metrics") as resp:
                         text = await resp.text()
-                # tune_gc: collections are timed, and the heap alive at start-up is frozen.
+                # own_process: collections are timed, the heap alive at start-up is frozen, the GIL handed back sooner.
                 assert 'shadow_proxy_gc_pause_seconds_count{generation="2"}' in text
-                assert gc.get_freeze_count() > 0
+                assert gc.get_freeze_count() > 0 and sys.getswitchinterval() == pytest.approx(0.001)
         gc.unfreeze()
+        assert sys.getswitchinterval() == pytest.approx(0.005)  # restored when the proxy closed
 
     asyncio.run(scenario())
 

@@ -66,6 +66,24 @@ def test_a_bad_line_in_pairs_names_file_and_line(tmp_path: Path) -> None:
     assert "pairs.jsonl:3" in result.output and "Traceback" not in result.output
 
 
+def test_an_unfinished_last_line_is_a_file_still_being_written_not_an_error(tmp_path: Path) -> None:
+    """A running proxy appends to its pairs file: compare reads the whole lines, and the next run the rest."""
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
+    whole = pairs.read_bytes()
+    last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    pairs.write_bytes(whole[: len(whole) - len(last) // 2 - 1])  # the third pair cut in the middle
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    result = runner.invoke(app, ["compare", str(pairs), "--store", store, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stored"]["pairs"] == 2
+    pairs.write_bytes(whole)  # the writer finished the line
+    result = runner.invoke(app, ["compare", str(pairs), "--store", store, "--json"])
+    assert json.loads(result.stdout)["stored"]["pairs"] == 3
+    # A bad line that is finished (newline) is still an error naming the line.
+    pairs.write_bytes(whole + b'{"broken": \n')
+    assert runner.invoke(app, ["compare", str(pairs), "--store", store]).exit_code == 2
+
+
 def test_replay_refuses_a_bad_trace_before_sending_anything(tmp_path: Path, demo_config) -> None:
     config = tmp_path / "shadow.toml"
     from shadow.demo.run import demo_config_text

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadow.config import CutoverConfig
+from shadow.errors import ConfigError
 from shadow.guard import Guard
 
 
@@ -111,3 +112,18 @@ def test_the_config_refuses_a_guard_that_cannot_fit_the_budget() -> None:
     with pytest.raises(ValueError):
         CutoverConfig(availability_budget_s=31)
     assert CutoverConfig(guard={"trip_after_s": 7, "hold_max_s": 10}, availability_budget_s=10).guard.trip_after_s == 7
+
+
+def test_the_config_refuses_a_new_engine_timeout_that_breaks_the_budget() -> None:
+    """A command to a hung new primary waits out [targets.new] timeout after the guard trips: the budget counts it."""
+    from shadow.config import parse_config
+
+    def config(timeout: float, trip: float = 4.0) -> str:
+        return (f'[targets.legacy]\nurl = "http://a"\n[targets.new]\nurl = "http://b"\ntimeout = {timeout}\n'
+                f'[cutover.guard]\ntrip_after_s = {trip}\n')
+
+    assert parse_config(config(23)).targets["new"].timeout == 23  # 23 + 4 + 1 + 2 = 30
+    with pytest.raises(ConfigError, match=r"timeout = 23.5.*use at most 23"):
+        parse_config(config(23.5))
+    with pytest.raises(ConfigError, match="use at most 17"):
+        parse_config(config(20, trip=10) + "hold_max_s = 12\n")
