@@ -541,6 +541,7 @@ def chart(rows: list[dict[str, Any]], warmup: int, path: Path, title: str) -> No
                                         "mirrored, not yet in the catalogue": [r["backlog"] for r in rows]})
     panel(axes[2][0], "CPU % (200 = both cores)", {"proxy": [r["proxy_cpu"] for r in rows],
                                                    "worker": [r["worker_cpu"] for r in rows],
+                                                   "Kafka broker (tansu)": [r["broker_cpu"] for r in rows],
                                                    "processes outside the soak": [r["others_cpu"] for r in rows]})
     stored = [r["stored"] for r in rows]
     panel(axes[2][1], "per second", {"commands sent": [r["rate"] for r in rows],
@@ -564,6 +565,10 @@ def finish(args: argparse.Namespace, out: Path, say: _Report, rows: list[dict[st
     say(f"CPU of processes outside the soak: max {max(r['others_cpu'] for r in rows):.0f} % in a minute (200 = both "
         f"cores); load average max {max(r['load1'] for r in rows):.2f}; the generator's worst lateness "
         f"{max(r['late_ms'] for r in rows):.0f} ms")
+    # tansu's memory storage keeps every message (no retention): its cost grows with the run and shares the cores.
+    say(f"Kafka broker (tansu, memory storage, no retention): RSS {rows[0]['broker_rss'] / MIB:,.0f} → "
+        f"{rows[-1]['broker_rss'] / MIB:,.0f} MiB, CPU {rows[0]['broker_cpu']:.1f} → {rows[-1]['broker_cpu']:.1f} % "
+        f"of a core")
     checks = verdict(rows, args.warmup)
     for name, ok, text in checks:
         say(f"  {'PASS' if ok else 'info' if ok is None else 'FAIL'}  {name}: {text}")
