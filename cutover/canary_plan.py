@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cutover.sla import SlaThresholds
 from rules.schema import canary_progress
-from shadow.errors import ConfigError
+from shadow.errors import ConfigError, read_config_text
 
 __all__ = ["CanaryPlan", "CanaryStep", "CanaryProgress", "parse_plan", "load_plan", "progress_of", "all_progress",
            "RANK"]
@@ -120,12 +120,7 @@ def parse_plan(text: str, *, source: str = "<plan>") -> CanaryPlan:
 def load_plan(path: str | Path) -> CanaryPlan:
     """Read and validate a canary plan file."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such plan file", hint="pass the path of a canary plan (TOML)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot be read: {exc}") from None
+    text = read_config_text(file, "plan file", "pass the path of a canary plan (TOML)")
     return parse_plan(text, source=str(file))
 
 

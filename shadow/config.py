@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import core_schema
 
-from shadow.errors import ConfigError
+from shadow.errors import ConfigError, read_config_text
 from shadow.secrets import mask_url, register_secret
 
 __all__ = [
@@ -610,11 +610,5 @@ def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a `shadow.toml`."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such config file",
-                          hint="pass --config PATH, or run from the folder holding shadow.toml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot be read: {exc}") from None
+    text = read_config_text(file, "config file", "pass --config PATH, or run from the folder holding shadow.toml")
     return parse_config(text, source=str(file), env=env, base=file.resolve().parent)

@@ -6,7 +6,9 @@ traceback (unless --debug). Exit codes are documented in docs/reference/exit-cod
 
 from __future__ import annotations
 
-__all__ = ["ShadowError", "ConfigError", "InputError", "TargetError", "StoreError"]
+from pathlib import Path
+
+__all__ = ["ShadowError", "ConfigError", "InputError", "TargetError", "StoreError", "read_config_text"]
 
 
 class ShadowError(Exception):
@@ -45,3 +47,13 @@ class StoreError(ShadowError):
     """The catalogue store cannot be opened or written."""
 
     exit_code = 4
+
+
+def read_config_text(path: Path, what: str, hint: str) -> str:
+    """A config-like file's text (UTF-8), or a ConfigError naming it: 'no such <what>' with the hint, or why not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}", hint=hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from shadow.config import (CutoverConfig, GateConfig, GuardConfig, KafkaConfig, ProxyConfig, UiConfig, parse_config,
                            path_params)
-from shadow.errors import ConfigError
+from shadow.errors import ConfigError, read_config_text
 
 __all__ = ["ApiRoutes", "ApiRoute", "init_files", "load_openapi", "routes_from_openapi", "scaffold_config"]
 
@@ -67,12 +67,7 @@ class ApiRoutes:
 
 def load_openapi(path: Path) -> dict[str, Any]:
     """An OpenAPI or Swagger document from a JSON or YAML file, or a ConfigError saying what is wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such OpenAPI file", hint="pass the path of your API's openapi.yaml or .json") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    text = read_config_text(path, "OpenAPI file", "pass the path of your API's openapi.yaml or .json")
     try:
         if text.lstrip().startswith("{"):
             document = json.loads(text)
@@ -101,11 +96,14 @@ def _words(text: str) -> list[str]:
 def _identifier(name: str, taken: set[str]) -> str:
     """A path parameter's name as an identifier the route table can capture, unique in its path."""
     ident = re.sub(r"[^A-Za-z0-9_]", "_", name) or "param"
-    if not _IDENTIFIER.match(ident):
-        ident = f"p_{ident}"
-    unique, n = ident, 2
+    return _unique(ident if _IDENTIFIER.match(ident) else f"p_{ident}", taken)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """name, or name_2, name_3 … the first not taken; it is taken from then on."""
+    unique, n = name, 2
     while unique in taken:
-        unique, n = f"{ident}_{n}", n + 1
+        unique, n = f"{name}_{n}", n + 1
     taken.add(unique)
     return unique
 
@@ -266,13 +264,7 @@ def _command_kind(operation_id: str, method: str, template: str, taken: set[str]
     if not words:
         words = [method.lower(), *[w for part in _TEMPLATE_PART.sub("", template).split("/") for w in _words(part)]]
     kind = "_".join(words)
-    if kind[0].isdigit():
-        kind = f"op_{kind}"
-    unique, n = kind, 2
-    while unique in taken:
-        unique, n = f"{kind}_{n}", n + 1
-    taken.add(unique)
-    return unique
+    return _unique(f"op_{kind}" if kind[0].isdigit() else kind, taken)
 
 
 # -- the file ---------------------------------------------------------------------
