@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import sqlalchemy as sa
 
@@ -328,12 +328,6 @@ def diagnose(config_path: Path, *, env: Mapping[str, str] | None = None, timeout
         return [Check("config", "fail", exc.message, exc.hint or "fix the key named; `shadow config check` re-validates")]
     checks = [Check("config", "ok", f"{config_path} valid: {len(config.routes)} route(s), "
                                     f"{len(config.tables)} reconciled table(s)")]
-    steps: list[Callable[[], Iterator[Check] | Check]] = [
-        lambda: check_targets(config, timeout), lambda: check_state(config, timeout),
-        lambda: check_kafka(config, timeout), lambda: check_catalogue(config), lambda: check_rules(config),
-        lambda: check_tokens(config, environment), lambda: check_spill(config),
-    ]
-    for step in steps:
-        found = step()
-        checks.extend([found] if isinstance(found, Check) else found)
+    checks += [*check_targets(config, timeout), *check_state(config, timeout), *check_kafka(config, timeout),
+               check_catalogue(config), *check_rules(config), *check_tokens(config, environment), *check_spill(config)]
     return checks

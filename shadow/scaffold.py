@@ -196,7 +196,7 @@ def routes_from_openapi(document: dict[str, Any], source: str = "<openapi>") -> 
     """Command routes (writes) and reads (GETs) of an OpenAPI or Swagger document."""
     info = document.get("info") if isinstance(document.get("info"), dict) else {}
     found = ApiRoutes(source=source, title=str(info.get("title", "")), prefix=_prefix(document))
-    commands: list[tuple[str, str, dict[str, Any], str, list[str], list[tuple[str, str]]]] = []
+    commands: list[tuple[str, str, dict[str, Any], str, str, list[str], list[tuple[str, str]]]] = []
     get_shapes: dict[str, str] = {}
     for raw_path, item in document["paths"].items():
         if not isinstance(item, dict):
@@ -219,10 +219,10 @@ def routes_from_openapi(document: dict[str, Any], source: str = "<openapi>") -> 
                 found.reads.append(ApiRoute("GET", template, op_id, summary, renamed=tuple(renamed)))
                 get_shapes.setdefault(_shape(template), template)
             else:
-                commands.append((method.upper(), template, operation, op_id, names, renamed))
+                commands.append((method.upper(), template, operation, op_id, summary, names, renamed))
     kinds: set[str] = set()
     seen: set[str] = set()
-    for method, template, operation, op_id, names, renamed in commands:
+    for method, template, operation, op_id, summary, names, renamed in commands:
         if f"{method} {_shape(template)}" in seen:
             found.skipped.append(f"{method} {template}: declared twice (paths that differ only in parameter names "
                                  f"match the same requests)")
@@ -240,7 +240,7 @@ def routes_from_openapi(document: dict[str, Any], source: str = "<openapi>") -> 
                 read = f"GET {template.rstrip('/')}/{{{last[0]}}}"
         zone = next((z for z in ZONE_NAMES if z in names or z in body), None)
         kind = _command_kind(op_id, method, template, kinds)
-        found.commands.append(ApiRoute(method, template, op_id, " ".join(str(operation.get("summary") or "").split()),
+        found.commands.append(ApiRoute(method, template, op_id, summary,
                                        command=kind, keys=tuple(keys), zone=zone, read=read, renamed=tuple(renamed)))
     return found
 
