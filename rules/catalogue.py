@@ -509,6 +509,10 @@ def open_catalogue(url: str, *, migrate: bool = True) -> Catalogue:
     return Catalogue(engine)
 
 
+# Held until the migrating transaction ends (any fixed key will do); SQLite locks its file by itself.
+_MIGRATION_LOCKS = {"postgresql": "SELECT pg_advisory_xact_lock(7165023)"}
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the catalogue schema to the latest Alembic revision."""
     from alembic import command
@@ -517,5 +521,10 @@ def upgrade(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
+        lock = _MIGRATION_LOCKS.get(conn.dialect.name)
+        if lock is not None:
+            # Processes started together on a new database (a proxy and its workers) take turns: the
+            # first migrates, the others wait here, then find the latest revision and change nothing.
+            conn.execute(sa.text(lock))
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

@@ -53,3 +53,32 @@ def test_triage_and_recompute_on_postgres(catalogue, tmp_path) -> None:
     (rules / "zones.toml").write_text('[[normalise]]\npath = "*.zone"\ncasefold = true\n')
     recompute(catalogue, rules_folder=rules, detect_noise=False)
     assert catalogue.quirks() == [] and summarise(catalogue).overall.matched == 10
+
+
+def test_processes_opening_a_new_catalogue_together_all_see_the_latest_revision(postgres_url, tmp_path) -> None:
+    """A proxy and its workers started at once on an empty database: each migrates or waits for the one that
+    does; none fails on the migration table (seen in the soak before migrations took a lock)."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"cat_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    opener = ("import sys, time\nfrom rules.catalogue import open_catalogue\n"
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\nopen_catalogue(sys.argv[1]).close()\n")
+    start = time.time() + 4  # after every process has imported, so their migrations overlap
+    openers = [subprocess.Popen([sys.executable, "-c", opener, url, str(start)], stderr=subprocess.PIPE)
+               for _ in range(4)]
+    failures = [p.stderr.read().decode()[-1500:] for p in openers if p.wait(timeout=120) != 0]
+    assert failures == []
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from alembic_version")).scalar_one() == 1
+    engine.dispose()
