@@ -295,6 +295,9 @@ class Proxy(GuardedZones):
         table = self.table  # one table for the whole request, even if a reload lands meanwhile
         matched = table.match(request.method, request.path)
         headers = forwardable(request.headers)
+        # The proxy's mark on its mirrors, never the caller's to set: a primary that honoured it would take a
+        # real command for a mirror (and skip its side effects).
+        headers.popall(SHADOW_HEADER, None)
         if matched is None:
             self.metrics.unmatched.inc()
             response, _ = await self._forward(primary_of(table.mode(None)), request.method, origin_form(request.raw_path),

@@ -112,7 +112,8 @@ def test_caller_gets_the_primary_answer_and_each_command_becomes_a_pair(tmp_path
                     status, body, headers = await assign(session, url, "L-1", **{"X-Dispatch-Token": "caller-tok-1"})
                     assert status == 200 and json.loads(body)["served_by"] == "legacy"
                     assert headers["X-Upstream"] == "legacy" and "Keep-Alive" not in headers
-                    await assign(session, url, "L-2")                      # no token: one is generated
+                    # No token: one is generated. The caller's X-Shadow is not passed on: the mark is the proxy's.
+                    await assign(session, url, "L-2", **{"X-Shadow": "1"})
                     async with session.get(f"{url}/loads/L-1") as resp:    # a read: primary only
                         assert json.loads(await resp.read())["served_by"] == "legacy"
                     async with session.get(f"{url}/health") as resp:       # unmatched: passed through
@@ -129,6 +130,7 @@ def test_caller_gets_the_primary_answer_and_each_command_becomes_a_pair(tmp_path
             assert first.new.state == {"served_by": "new", "load_id": "L-1"}
             generated = pairs["L-2"].token
             assert len(generated) == 36 and pairs["L-2"].new.response["token"] == generated
+            assert pairs["L-2"].legacy.response["shadow"] is None and pairs["L-2"].new.response["shadow"] == "1"
 
     asyncio.run(scenario())
 
