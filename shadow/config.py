@@ -158,6 +158,10 @@ class TargetConfig(_Strict):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"expected an http(s) URL such as 'http://127.0.0.1:8080', got {mask_url(value)!r}")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # It would reach the Host header; credentials belong in a header field, kept secret.
+            raise ValueError(f"{mask_url(value)!r} carries user information ('user:password@'): remove it, and put "
+                             f"credentials in this target's headers, e.g. headers = {{ Authorization = \"Basic …\" }}")
         return value.rstrip("/")
 
     @field_validator("headers")

@@ -149,3 +149,9 @@ def test_mask_url_keeps_everything_but_the_password() -> None:
     assert mask_url("mssql+pyodbc://sa:P%40ss@sql.internal:1433/dispatch?driver=FreeTDS") == \
         "mssql+pyodbc://sa:***@sql.internal:1433/dispatch?driver=FreeTDS"
     assert mask_url("sqlite:///shadow.db") == "sqlite:///shadow.db"
+
+
+def test_a_target_url_with_user_information_is_refused_without_showing_the_password() -> None:
+    message = refused(MINIMAL.replace("http://127.0.0.1:8081", "http://ops:hunter2@127.0.0.1:8081"))
+    assert "targets.legacy.url" in message and "user information" in message and "headers" in message
+    assert "hunter2" not in message
