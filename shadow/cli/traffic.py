@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -12,6 +12,9 @@ from shadow.cli.common import (ConfigOption, JsonOption, RulesOption, StoreOptio
                                handle_errors, load_cli_config, match_line, out, print_json, progress_bar, replay_line,
                                rules_folder, store_url)
 from shadow.errors import ShadowError
+
+if TYPE_CHECKING:
+    from shadow.config import Config
 
 
 @app.command("replay", epilog=examples(
@@ -179,6 +182,15 @@ def baseline_cmd(trace: Path = typer.Argument(..., help="JSONL trace to sample c
         out.print("no path differed: legacy is deterministic on this sample")
 
 
+def _pairs_destination(cfg: "Config") -> str:
+    """Where the proxy's pairs go, as its banner says it (passwords masked)."""
+    if cfg.proxy.sink == "kafka":
+        return f"Kafka topic {cfg.kafka.pairs} on {cfg.kafka.bootstrap}"
+    if cfg.proxy.sink == "catalogue":
+        return f"the catalogue at {cfg.store.url}"  # a Dsn: shown masked
+    return str(cfg.proxy.pairs)
+
+
 @app.command("proxy", epilog=examples(
     "shadow proxy --listen 127.0.0.1:8080 --capture captured.jsonl",
     "shadow proxy -c shadow.toml --listen 127.0.0.1:8090 --pairs proxy-2.jsonl"))
@@ -207,7 +219,7 @@ def proxy_cmd(config: Optional[Path] = ConfigOption,
     proxy = Proxy(cfg, admin_token=token, capture=capture, own_process=True)
     host, port = cfg.proxy.listen.rsplit(":", 1)
     out.print(f"shadow proxy on http://{host}:{port} — legacy {cfg.targets['legacy'].url}, new "
-              f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {cfg.proxy.pairs}"
+              f"{cfg.targets['new'].url}; route table {proxy.table.version}; pairs → {_pairs_destination(cfg)}"
               + ("; admin endpoints off" if not cfg.proxy.admin else
                  "" if token else f"; admin endpoints closed (set {cfg.proxy.admin_token_env})"))
     web.run_app(proxy.app(), host=host, port=int(port), print=None, shutdown_timeout=cfg.proxy.drain_seconds + 1)

@@ -178,3 +178,16 @@ def test_audit_list_and_verify(tmp_path: Path) -> None:
     engine.dispose()
     tampered = runner.invoke(app, ["audit", "verify", "--store", store])
     assert tampered.exit_code == 1 and "entry 1 does not hold" in tampered.output
+
+
+def test_the_proxy_banner_names_where_its_pairs_go_for_each_sink() -> None:
+    from shadow.cli.traffic import _pairs_destination
+    from shadow.config import parse_config
+
+    base = ('[targets.legacy]\nurl = "http://127.0.0.1:1"\n[targets.new]\nurl = "http://127.0.0.1:2"\n'
+            '[store]\nurl = "postgresql+psycopg://ops:s3cret@db/shadow"\n')
+    assert _pairs_destination(parse_config(base)) == "proxy-pairs.jsonl"
+    assert _pairs_destination(parse_config(base + '[proxy]\nsink = "catalogue"\n')) == \
+        "the catalogue at postgresql+psycopg://ops:***@db/shadow"
+    assert _pairs_destination(parse_config(base + '[proxy]\nsink = "kafka"\n[kafka]\nbootstrap = "k:9092"\n'
+                                                   'pairs = "dispatch.pairs"\n')) == "Kafka topic dispatch.pairs on k:9092"
