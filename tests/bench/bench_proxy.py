@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from shadow.demo.run import free_port, stop_processes
+from tests.servers import wait_http
 
 UPSTREAM = """
 import sys
@@ -87,17 +88,6 @@ pairs = "pairs.jsonl"
 queue = 10000
 compare = {compare}
 """
-
-
-def _wait(url: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def _nginx() -> str | None:
@@ -216,10 +206,10 @@ def main(seconds: float = 3.0) -> None:
                                                              port=ports["nginx"]))
                 procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")]))
             for name in ("legacy", "new"):
-                _wait(f"http://127.0.0.1:{ports[name]}/health")
-            _wait(f"http://127.0.0.1:{ports['shadow']}/-/health")
+                wait_http(f"http://127.0.0.1:{ports[name]}/health")
+            wait_http(f"http://127.0.0.1:{ports['shadow']}/-/health")
             if nginx:
-                _wait(f"http://127.0.0.1:{ports['nginx']}/health")
+                wait_http(f"http://127.0.0.1:{ports['nginx']}/health")
             targets = {"direct to legacy": ports["legacy"], "shadow proxy": ports["shadow"]}
             if nginx:
                 targets["nginx mirror"] = ports["nginx"]

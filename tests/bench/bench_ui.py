@@ -52,19 +52,6 @@ def _total(body: str) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _wait(url: str, process: subprocess.Popen, within: float = 120.0) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < within:
-        if process.poll() is not None:
-            raise RuntimeError(f"shadow ui exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/static/triage.css", timeout=2):
-                return time.perf_counter() - started
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"shadow ui did not answer in {within} s")
-
-
 def _peer_first_page(db: Path) -> tuple[float, int]:
     """The first page without roll-ups: the 50 most frequent quirks from the differences, and their timelines."""
     started = time.perf_counter()
@@ -86,6 +73,7 @@ def _ms(values: list[float]) -> str:
 
 def run(pairs: int = 10_000_000, quirks: int = 10_000, requests: int = 20, folder: str = "/tmp/shadow-bench") -> dict:
     from shadow.demo.run import free_port, stop_processes
+    from tests.servers import wait_http
     from tests.bench.catalogue_data import Spec, cached_catalogue
 
     started = time.perf_counter()
@@ -102,7 +90,7 @@ def run(pairs: int = 10_000_000, quirks: int = 10_000, requests: int = 20, folde
                                     str(Path(scratch) / "rules"), "--port", str(port)], cwd=scratch,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            ready = _wait(url, process)
+            ready = wait_http(url + "/static/triage.css", process, within=120)
             cold, body = _get(url + "/")
             if _rows(body) != min(50, facts.quirks) or _total(body) != facts.quirks:
                 raise AssertionError(f"first page: {_rows(body)} rows, total {_total(body)}; want 50 of {facts.quirks}")

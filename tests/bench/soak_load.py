@@ -7,6 +7,11 @@ not counted), then one per measured minute: commands sent, answered (2xx/3xx), 4
 errors (5xx, transport errors, timeouts, unfinished), caller latency p50/p99/max in ms
 (from the request's start to its whole answer), and how late the generator itself was on
 its schedule (its own stalls would otherwise pass for the proxy's).
+
+With --direct URL (the primary's own address) it also sends a control stream of the same
+commands, --direct-rate per second, straight to the primary, and reports its p50/p99: the
+same machine at the same moment without the proxy, so that a slower machine is told apart
+from a slower proxy.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from typing import Any, Iterator
 __all__ = ["generate", "command_requests"]
 
 
-def command_requests(upstream: str, config: Path | None, rate: int) -> Iterator[tuple[str, str, bytes, dict[str, str]]]:
+def command_requests(upstream: str, config: Path | None, rate: int,
+                     stream: str = "S") -> Iterator[tuple[str, str, bytes, dict[str, str]]]:
     """(method, path, body, headers) forever. The reference pair gets a realistic trace of one minute's
-    commands, repeated with fresh load ids and dispatch tokens each cycle; the small upstreams one assign."""
+    commands, repeated with fresh load ids and dispatch tokens each cycle; the small upstreams one assign.
+    `stream` (one capital letter) starts every load id, so that two streams never touch the same load."""
     if upstream == "bench":
         i = 0
         while True:
             i += 1
-            yield "POST", f"/loads/S-{i}/assign", b'{"zone": "chi"}', {"Content-Type": "application/json"}
+            yield "POST", f"/loads/{stream}-{i}/assign", b'{"zone": "chi"}', {"Content-Type": "application/json"}
     import orjson
 
     assert config is not None, "--upstream reference needs --config"
@@ -49,10 +56,10 @@ def command_requests(upstream: str, config: Path | None, rate: int) -> Iterator[
                      command.token or ""))
     cycle = 0
     while True:
-        prefix = f"L{cycle:03d}-"
+        prefix, mark = f"L{stream}{cycle:03d}-", f"{ord(stream):02x}{cycle:06x}"
         for method, path, body, token in base:
             yield (method, path.replace("/L-", "/" + prefix), body.replace(b'"L-', b'"' + prefix.encode()),
-                   {"Content-Type": "application/json", "X-Dispatch-Token": f"{cycle:08x}{token[8:]}"})
+                   {"Content-Type": "application/json", "X-Dispatch-Token": f"{mark}{token[8:]}"})
         cycle += 1
 
 
@@ -72,13 +79,14 @@ class _Minute:
 
 
 async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: str,
-                   config: Path | None) -> None:
+                   config: Path | None, direct: str | None = None, direct_rate: int = 50) -> None:
     """Open loop at `rate`/s: a JSON line {"start": epoch} first, then one line per minute of the measured run."""
     import aiohttp
 
     source = command_requests(upstream, config, rate)
     per_minute, lead = rate * 60, int(rate * lead_in)
     measured: dict[int, _Minute] = {}
+    control: dict[int, array] = {}  # minute → latencies of the direct stream
     running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
     gc.freeze()  # the trace and the imports: the collector need not walk them again and again
 
@@ -106,17 +114,41 @@ async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: 
             await asyncio.sleep(0.05)
         values = list(minute.latencies)
         counts = {**minute.counts, "errors": minute.counts["errors"] + minute.pending}  # unfinished ones too
+        direct_values = list(control.pop(number, ()))
         emit({"minute": number + 1, "sent": minute.sent, **counts, "unfinished": minute.pending,
               "p50": _pct(values, 50), "p99": _pct(values, 99), "max": max(values, default=float("nan")),
-              "late_ms": minute.late_ms})
+              "late_ms": minute.late_ms, **({"direct_p50": _pct(direct_values, 50), "direct_p99": _pct(direct_values, 99),
+                                            "direct_sent": len(direct_values)} if direct else {})})
         del measured[number]
+
+    async def timed(latencies: array, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+        started = time.perf_counter()
+        try:
+            async with session.request(method, direct + path, data=body, headers=headers) as resp:
+                await resp.read()
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+            pass  # an error is not a latency; the control stream only measures the machine
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    async def control_stream(begin: float) -> None:
+        """The same commands straight to the primary, on their own schedule; filed by the minute they start in."""
+        requests = command_requests(upstream, config, direct_rate, stream="D")
+        for i in range(int(direct_rate * (lead_in + 60 * minutes))):
+            delay = begin + i / direct_rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            number = int((loop.time() - begin - lead_in) // 60)
+            if 0 <= number < minutes:
+                task = asyncio.create_task(timed(control.setdefault(number, array("d")), *next(requests)))
+                running.add(task)
+                task.add_done_callback(running.discard)
 
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
         loop = asyncio.get_running_loop()
         begin, epoch = loop.time(), time.time()
         emit({"start": epoch + lead_in})
-        reports = []
+        reports = [asyncio.create_task(control_stream(begin))] if direct else []
         for i in range(lead + per_minute * minutes):
             due = begin + i / rate
             delay = due - loop.time()
@@ -146,8 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", choices=("bench", "reference"), default="bench",
                         help="what the commands are: one assign (bench), or the reference pair's trace")
     parser.add_argument("--config", type=Path, help="the soak's shadow.toml (its routes; --upstream reference)")
+    parser.add_argument("--direct", help="the primary's own URL: a control stream straight to it, without the proxy")
+    parser.add_argument("--direct-rate", type=int, default=50, help="commands/s of the control stream")
     args = parser.parse_args(argv)
-    asyncio.run(generate(args.url, args.rate, args.minutes, args.lead_in, args.upstream, args.config))
+    asyncio.run(generate(args.url, args.rate, args.minutes, args.lead_in, args.upstream, args.config, args.direct,
+                         args.direct_rate))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from shadow.model import Command, Outcome, Pair, Status, Target
 from shadow.pipeline import compare_into
 from shadow.replay import replay
 from tests.browser.conftest import ATTRIBUTE_PAYLOAD, SCRIPT_PAYLOAD
+from tests.servers import wait_http
 
 TOKEN = "browser-test-token-0123456789"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -61,20 +61,6 @@ def _hostile_pairs(after: datetime) -> list[Pair]:
                              state={"instructions": ATTRIBUTE_PAYLOAD}, latency_ms=4)) for n in range(3)]
 
 
-def _wait_answering(url: str, process: subprocess.Popen, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"shadow ui exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"shadow ui did not answer {url} in {within} s")
-
-
 @pytest.fixture(scope="module")
 def triage_page(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ui")
@@ -98,7 +84,7 @@ def triage_page(tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_answering(url + "/", process)
+        wait_http(url + "/", process, within=20)
         found = Triage(url, workdir, config.store.rules, catalogue, visit)
         found.xss_quirk = next(q.id for q in catalogue.quirks() if q.field == "instructions")
         yield found

@@ -270,7 +270,7 @@ def test_a_kafka_broker_that_is_down_holds_pairs_in_the_spill_file_until_it_is_b
     from adapters.kafka import lazy_delivery, read_pair_message
     from adapters.spill import DegradingSink
     from shadow.model import Command, Outcome, Pair, Status, Target
-    from tests.conftest import start_tansu
+    from tests.servers import start_tansu
 
     def pair(n: int) -> Pair:
         return Pair(command=Command(kind="assign_load", token=f"k-{n:04d}", keys={"load_id": f"L-{n}"}),
@@ -313,7 +313,7 @@ def test_the_kafka_broker_unavailable_for_30_s_under_traffic_loses_nothing_and_c
     """A REAL broker (tansu) frozen with SIGSTOP for 30 s, so it neither answers nor forgets, at 200 commands/s;
     a comparator worker (a thread) stores from the topic into a SQLite catalogue."""
     from shadow.workers import run_comparator_worker
-    from tests.conftest import start_tansu
+    from tests.servers import start_tansu
 
     port = free_port()
     broker = start_tansu(port)
