@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import core_schema
@@ -87,8 +88,6 @@ class Dsn:
                 return value
             if not isinstance(value, str) or "://" not in value:
                 raise ValueError("expected a URL such as 'sqlite:///shadow.db' or 'postgresql+psycopg://user@host/db'")
-            from urllib.parse import urlsplit
-
             password = urlsplit(value).password
             register_secret(password)
             return cls(value)
@@ -158,7 +157,7 @@ class TargetConfig(_Strict):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"expected an http(s) URL such as 'http://127.0.0.1:8080', got {mask_url(value)!r}")
-        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        if urlsplit(value).username is not None:
             # It would reach the Host header; credentials belong in a header field, kept secret.
             raise ValueError(f"{mask_url(value)!r} carries user information ('user:password@'): remove it, and put "
                              f"credentials in this target's headers, e.g. headers = {{ Authorization = \"Basic …\" }}")

@@ -10,7 +10,7 @@ import pytest
 from rules.catalogue import Catalogue, open_catalogue
 from shadow.config import Config, parse_config
 from shadow.demo.run import demo_config_text
-from tests.servers import postgres_server, start_tansu
+from tests.servers import new_database, postgres_server, start_tansu
 
 
 @pytest.fixture
@@ -57,15 +57,6 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def postgres_catalogue(postgres_url: str) -> Catalogue:
     """A fresh, empty catalogue in a Postgres database of its own (on the session's server)."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    name = f"cat_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    opened = open_catalogue(sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+    opened = open_catalogue(new_database(postgres_url))
     yield opened
     opened.close()

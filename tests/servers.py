@@ -64,3 +64,17 @@ def postgres_server(folder: Path) -> Iterator[str]:
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+
+
+def new_database(server_url: str) -> str:
+    """A new, empty database on a PostgreSQL server (as `postgres_server` yields its URL); that database's URL."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"cat_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)

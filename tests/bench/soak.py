@@ -20,8 +20,8 @@ p50/p99, errors, the CPU taken by processes outside the soak (another job on the
 shows there, rather than passing for a regression) and how late the generator itself was
 on its schedule (its own stalls would count as the proxy's). A control stream of the same
 commands goes straight to legacy (`--direct-rate`, 50/s), and its p99 is printed beside the
-caller's: when the machine slows down, both rise; when the proxy does, only the caller's. At the end: the verdict, and
-a chart (soak.png beside soak.txt and soak.jsonl in the output folder; a run of 30 minutes
+caller's: when the machine slows down, both rise; when the proxy does, only the caller's.
+At the end: the verdict, and a chart (soak.png beside soak.txt and soak.jsonl in the output folder; a run of 30 minutes
 or more also copies it to docs/images/soak.png). It passes when:
 
 - RSS: the proxy's and the worker's peak after the warm-up (`--warmup`, 3 minutes) is less

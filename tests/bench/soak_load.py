@@ -94,16 +94,26 @@ async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: 
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
-    async def one(minute: _Minute | None, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+    async def send(base: str, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[str, float]:
+        """One request and its whole answer: its kind (ok, client_errors, errors) and latency in ms."""
         started = time.perf_counter()
         try:
-            async with session.request(method, url + path, data=body, headers=headers) as resp:
+            async with session.request(method, base + path, data=body, headers=headers) as resp:
                 await resp.read()
                 kind = "ok" if resp.status < 400 else "client_errors" if resp.status < 500 else "errors"
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
             kind = "errors"
+        return kind, (time.perf_counter() - started) * 1000
+
+    def spawn(request: Any) -> None:
+        task = asyncio.create_task(request)
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def one(minute: _Minute | None, *request: Any) -> None:
+        kind, ms = await send(url, *request)
         if minute is not None:
-            minute.latencies.append((time.perf_counter() - started) * 1000)
+            minute.latencies.append(ms)
             minute.counts[kind] += 1
             minute.pending -= 1
 
@@ -121,14 +131,8 @@ async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: 
                                             "direct_sent": len(direct_values)} if direct else {})})
         del measured[number]
 
-    async def timed(latencies: array, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
-        started = time.perf_counter()
-        try:
-            async with session.request(method, direct + path, data=body, headers=headers) as resp:
-                await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
-            pass  # an error is not a latency; the control stream only measures the machine
-        latencies.append((time.perf_counter() - started) * 1000)
+    async def timed(latencies: array, *request: Any) -> None:
+        latencies.append((await send(direct, *request))[1])  # the control stream only measures the machine
 
     async def control_stream(begin: float) -> None:
         """The same commands straight to the primary, on their own schedule; filed by the minute they start in."""
@@ -139,9 +143,7 @@ async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: 
                 await asyncio.sleep(delay)
             number = int((loop.time() - begin - lead_in) // 60)
             if 0 <= number < minutes:
-                task = asyncio.create_task(timed(control.setdefault(number, array("d")), *next(requests)))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                spawn(timed(control.setdefault(number, array("d")), *next(requests)))
 
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -161,9 +163,7 @@ async def generate(url: str, rate: int, minutes: int, lead_in: float, upstream: 
                 minute.sent += 1
                 minute.pending += 1
                 minute.late_ms = max(minute.late_ms, (loop.time() - due) * 1000)
-            task = asyncio.create_task(one(minute, *next(source)))
-            running.add(task)
-            task.add_done_callback(running.discard)
+            spawn(one(minute, *next(source)))
             if i >= lead and (i - lead + 1) % per_minute == 0:
                 reports.append(asyncio.create_task(report((i - lead) // per_minute)))
         await asyncio.gather(*reports)

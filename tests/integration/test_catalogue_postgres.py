@@ -61,16 +61,12 @@ def test_processes_opening_a_new_catalogue_together_all_see_the_latest_revision(
     import subprocess
     import sys
     import time
-    import uuid
 
     import sqlalchemy as sa
 
-    name = f"cat_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    from tests.servers import new_database
+
+    url = new_database(postgres_url)
     opener = ("import sys, time\nfrom rules.catalogue import open_catalogue\n"
               "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\nopen_catalogue(sys.argv[1]).close()\n")
     start = time.time() + 4  # after every process has imported, so their migrations overlap
