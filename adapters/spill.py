@@ -16,10 +16,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -145,8 +144,13 @@ class DegradingSink:
                  batch: int = 500, max_age: float = 0.25, retry_s: float = 1.0) -> None:
         self.name, self.spill = name, spill
         self._deliver = deliver
-        self._batch, self._max_age, self._retry_s = batch, max_age, retry_s
-        self._queue: queue.Queue[Pair | None] = queue.Queue(maxsize=buffer)
+        self._buffer, self._batch, self._max_age, self._retry_s = buffer, batch, max_age, retry_s
+        # The writer appends and the thread collects every max_age: a deque, not a queue.Queue, whose every put
+        # would wake the thread and hand the GIL over (in the proxy, 500 times a second, each one a wait for the
+        # event loop). The writer wakes the thread early only when a whole batch is waiting, or to stop it.
+        self._pending: deque[Pair] = deque()
+        self._wake = threading.Event()
+        self._closing = False
         self.delivered = self.spilled = self.drained = 0
         self.dropped: Counter[str] = Counter()
         self.degraded_since: float | None = None
@@ -162,18 +166,21 @@ class DegradingSink:
     @property
     def buffered(self) -> int:
         """Pairs waiting in memory."""
-        return self._queue.qsize()
+        return len(self._pending)
 
     def write(self, pair: Pair) -> None:
         """Queue a pair (never blocks); a full buffer drops it, counted and logged."""
-        try:
-            self._queue.put_nowait(pair)
-        except queue.Full:
+        if len(self._pending) >= self._buffer:
             self._drop("buffer_full", 1)
+            return
+        self._pending.append(pair)
+        if len(self._pending) == self._batch:
+            self._wake.set()
 
     def close(self) -> None:
         """Deliver (or spill) what is buffered, then stop; nothing buffered is lost on a clean stop."""
-        self._queue.put(None)
+        self._closing = True
+        self._wake.set()
         self._thread.join()
         self.spill.unlock()
 
@@ -186,37 +193,18 @@ class DegradingSink:
             log.error("%s sink: %d pair(s) dropped: %s (counted in the metrics; later drops are not logged)",
                       self.name, n, reason)
 
-    def _wait(self) -> float | None:
-        """How long to wait for the next pair: forever when healthy, not at all while a spill drains well."""
-        if self.degraded_since is None:
-            return None
-        if self._draining:
-            return 0.0
-        return max(0.0, self._retry_s - (time.monotonic() - self._last_try))
-
-    def _next_batch(self) -> tuple[list[Pair], bool]:
-        batch: list[Pair] = []
-        try:
-            wait = self._wait()
-            item = self._queue.get(timeout=wait) if wait != 0.0 else self._queue.get_nowait()
-        except queue.Empty:
-            return batch, False
-        deadline = time.monotonic() + self._max_age
-        while item is not None:
-            batch.append(item)
-            left = deadline - time.monotonic()
-            if len(batch) >= self._batch or left <= 0:
-                return batch, False
-            try:
-                item = self._queue.get(timeout=min(0.05, left))
-            except queue.Empty:
-                return batch, False
-        return batch, True
+    def _next_batch(self) -> list[Pair]:
+        """Up to a batch of the oldest pairs waiting, once max_age has passed, a batch is waiting or a spill drains."""
+        if not (self._closing or self._draining or len(self._pending) >= self._batch):
+            self._wake.wait(self._max_age)
+            self._wake.clear()  # a wake lost to this race is harmless: the length is checked again next time
+        take = min(self._batch, len(self._pending))
+        return [self._pending.popleft() for _ in range(take)]
 
     def _run(self) -> None:
-        done = False
-        while not done:
-            batch, done = self._next_batch()
+        while True:
+            closing = self._closing  # read before the batch: whatever was written before close() is in it or later ones
+            batch = self._next_batch()
             if batch:
                 if self.degraded_since is None and self._try_deliver(batch):
                     self.delivered += len(batch)
@@ -225,6 +213,8 @@ class DegradingSink:
             if self.degraded_since is not None and (self._draining or
                                                     time.monotonic() - self._last_try >= self._retry_s):
                 self._drain_chunk()
+            if closing and not self._pending:
+                break
         while self.degraded_since is not None and self._drain_chunk():
             pass  # closing: deliver what can go now; the rest stays in the file for the next start
 

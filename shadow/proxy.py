@@ -53,6 +53,10 @@ __all__ = ["Proxy", "HOP_BY_HOP", "SHADOW_HEADER"]
 log = logging.getLogger("shadow.proxy")
 SHADOW_HEADER = "X-Shadow"
 FLUSH_SECONDS = 1.0  # JSONL pairs and captured commands reach their files at least this often
+# How often the Kafka sink hands the producer what has come. A batch is Python work on the sink's thread, which the
+# event loop waits behind for the GIL at every I/O call: 25 pairs every 50 ms rather than 125 every 250 ms keep each
+# wait short (soak, 500 commands/s, 3 minutes each: caller p99 9.2 → 7.4 ms).
+KAFKA_BATCH_AGE_S = 0.05
 # RFC 9110 §7.6.1: connection-specific fields are not forwarded (nor any field Connection names).
 HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
@@ -246,7 +250,7 @@ class Proxy(GuardedZones):
                                  queue=proxy.buffer, spill=spill)
         if proxy.sink == "kafka":
             deliver = lazy_delivery(self.config.kafka.bootstrap or "", self.config.kafka.pairs)
-            return DegradingSink("kafka", deliver, spill, buffer=proxy.buffer)
+            return DegradingSink("kafka", deliver, spill, buffer=proxy.buffer, max_age=KAFKA_BATCH_AGE_S)
         return JsonlPairs(proxy.pairs, append=True)
 
     async def _drain(self, _app: web.Application) -> None:
