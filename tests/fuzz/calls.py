@@ -444,7 +444,12 @@ def malformed_requests(draw: st.DrawFn) -> Call:
     last = (wire.find(eol + eol) if framing else len(wire) - 1)
     pieces = tuple(sorted(set(draw(st.lists(st.integers(1, max(1, last)), max_size=3))))) \
         if draw(st.integers(0, 3)) == 0 and last > 1 else ()
-    return Call(method, target, version, headers, body, wire, pieces, call.declared, frozenset(chosen) | call.defects)
+    # A PRI request line with no field after it is, to llhttp, the start of HTTP/2's connection preface
+    # ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"): the server layer waits for the rest, and answers (400) only when more
+    # bytes come. For the caller it is a request never finished: it sends it all and hangs up, unanswered.
+    preface = method == "PRI" and wire.find(eol + eol) == wire.find(eol)
+    return Call(method, target, version, headers, body, wire, pieces, call.declared, frozenset(chosen) | call.defects,
+                hang_up=len(wire) if preface else None)
 
 
 @st.composite

@@ -412,6 +412,14 @@ def test_a_well_formed_request_reaches_the_primary_whole_and_gets_its_answer_exa
     check(harness, call, answer, shadow, well_formed=True)
 
 
+# Found in CI: llhttp takes a PRI request line with no field for HTTP/2's connection preface and waits for the rest;
+# the generator now sends such a call whole and hangs up (nothing may reach an upstream; the proxy stays healthy).
+_PRI = b"PRI http://fuzz.example/loads/L-0/assign HTTP/1.0\r\n\r\n"
+PRI_PREFACE = Call("PRI", "http://fuzz.example/loads/L-0/assign", "HTTP/1.0", [], b"", _PRI,
+                   defects=frozenset({"method"}), hang_up=len(_PRI))
+
+
+@example(call=PRI_PREFACE, answer=OK, shadow=OK)
 @given(call=malformed_requests(), answer=answers(), shadow=answers(("http", "garbage", "close")))
 @examples(0.20)
 def test_a_malformed_request_gets_a_400_of_the_server_layer_or_the_primary_answer(
