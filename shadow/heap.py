@@ -14,17 +14,30 @@ The proxy's other threads (the Kafka producer's, the pair sink's, the registry h
 hold the GIL for up to the interpreter's switch interval, 5 ms by default, each time the
 event loop wants it back; a request waits for that several times. At 1 ms the soak's caller
 p99 fell from 17–19 ms to 12–14 ms, for 40 → 44 % of a core at 500 commands/s.
+
+Anything else that stops the event loop shows as lateness of a timer: `StallWatch` runs one
+every 50 ms and times how late it fires (`shadow_proxy_loop_lag_seconds`). When the loop has
+not run it for `threshold`, a thread of its own logs where the loop's thread is, once per
+stall, and how late its own timer was: late too, the whole process was held (the machine,
+or a call that kept the GIL); on time, the loop alone was (a blocking call on it, or another
+thread's Python holding the GIL in turns).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
+import threading
 import time
+import traceback
 from typing import Any
 
-__all__ = ["GcPauses", "freeze_after_warmup", "switch_interval", "SWITCH_INTERVAL_S", "WARMUP_SECONDS"]
+__all__ = ["GcPauses", "StallWatch", "freeze_after_warmup", "switch_interval", "SWITCH_INTERVAL_S",
+           "WARMUP_SECONDS"]
+
+log = logging.getLogger("shadow.heap")
 
 WARMUP_SECONDS = 20.0
 SWITCH_INTERVAL_S = 0.001
@@ -66,3 +79,50 @@ def switch_interval(seconds: float = SWITCH_INTERVAL_S) -> float:
     previous = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
     return previous
+
+
+class StallWatch:
+    """Times the event loop's lateness into a histogram; logs where the loop was when it stalled over `threshold`."""
+
+    def __init__(self, histogram: Any, *, interval: float = 0.05, threshold: float = 0.2) -> None:
+        self._histogram, self.interval, self.threshold = histogram, interval, threshold
+        self._beat = 0.0  # time.monotonic() of the loop's last timer
+        self._loop_thread = 0
+        self._stop = threading.Event()
+        self.stalls = 0  # stalls over the threshold the thread reported
+
+    async def run(self) -> None:
+        """The loop's side: a timer every `interval`, its lateness observed (until cancelled)."""
+        loop = asyncio.get_running_loop()
+        self._loop_thread, self._beat = threading.get_ident(), time.monotonic()
+        watcher = threading.Thread(target=self._watch, name="stall-watch", daemon=True)
+        watcher.start()
+        try:
+            while True:
+                due = loop.time() + self.interval
+                await asyncio.sleep(self.interval)
+                late = max(0.0, loop.time() - due)
+                self._beat = time.monotonic()
+                self._histogram.observe(late)
+                if late >= self.threshold:
+                    log.warning("event loop stalled: a %.0f ms timer ran %.0f ms late", self.interval * 1000, late * 1000)
+        finally:
+            self._stop.set()
+            await asyncio.to_thread(watcher.join, 1)
+
+    def _watch(self) -> None:
+        reported = 0.0  # the beat already reported: once per stall
+        due = time.monotonic() + self.interval
+        while not self._stop.wait(self.interval):
+            now = time.monotonic()
+            own_late, due = now - due, now + self.interval
+            beat = self._beat
+            if now - beat >= self.threshold + self.interval and beat != reported:
+                reported = beat
+                self.stalls += 1
+                frame = sys._current_frames().get(self._loop_thread)
+                where = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(not running)\n"
+                log.warning("event loop stalled for %.0f ms so far (this watch's own %.0f ms timer was %.0f ms "
+                            "late: %s); the loop's thread is at:\n%s", (now - beat) * 1000, self.interval * 1000,
+                            own_late * 1000, "the whole process was held: the machine, or a call that kept the GIL"
+                            if own_late >= self.threshold else "the loop alone was held", where.rstrip())

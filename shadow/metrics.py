@@ -71,6 +71,10 @@ class ProxyMetrics:
                                   "generation (2: a full collection)", ["generation"],
                                   buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
                                   registry=registry)
+        self.loop_lag = Histogram("shadow_proxy_loop_lag_seconds", "How late the event loop ran a 50 ms timer: "
+                                  "anything that kept it from the callers", buckets=(0.001, 0.002, 0.005, 0.01, 0.02,
+                                                                                     0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+                                  registry=registry)
         # Children looked up once: labels() costs a few microseconds per call on the hot path.
         self.commands = self.requests.labels("command")
         self.unmatched = self.requests.labels("unmatched")

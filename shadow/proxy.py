@@ -40,7 +40,7 @@ from rules.rulefile import load_rules
 from shadow.config import Config, Route, load_config, path_params
 from shadow.errors import ShadowError
 from shadow.guard import Guard
-from shadow.heap import GcPauses, freeze_after_warmup, switch_interval
+from shadow.heap import GcPauses, StallWatch, freeze_after_warmup, switch_interval
 from shadow.metrics import ProxyMetrics
 from shadow.presence import Presence
 from shadow.proxy_guard import GuardedZones, failed_outcome, held
@@ -141,7 +141,8 @@ class Proxy(GuardedZones):
     def __init__(self, config: Config, *, admin_token: str | None = None, capture: Path | None = None,
                  sink: PairSink | None = None, address: str | None = None, own_process: bool = False) -> None:
         self.config = config
-        # A process of its own (`shadow proxy`): freeze the heap, time the collections, hand the GIL back sooner.
+        # A process of its own (`shadow proxy`): freeze the heap, time the collections, hand the GIL back sooner,
+        # watch the event loop for stalls.
         self._own_process = own_process
         self._gc_pauses: GcPauses | None = None
         self._switch_interval: float | None = None
@@ -221,6 +222,7 @@ class Proxy(GuardedZones):
         if self._own_process:
             self._gc_pauses = GcPauses(self.metrics.gc_pause).install()
             self._tasks.append(asyncio.create_task(freeze_after_warmup()))
+            self._tasks.append(asyncio.create_task(StallWatch(self.metrics.loop_lag).run()))
             self._switch_interval = switch_interval()
         if proxy.registry:
             self.presence = Presence(self.config.store.url.reveal(), self.address, lambda: self.table.version,

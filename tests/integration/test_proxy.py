@@ -13,6 +13,7 @@ import contextlib
 import gc
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -257,10 +258,14 @@ def test_admin_endpoints_can_be_turned_off_and_are_then_never_proxied(tmp_path) 
                     for i in range(50):
                         assert (await assign(session, url, f"L-{i}"))[0] == 200
                     gc.collect()
+                    await asyncio.sleep(0.12)  # two ticks of the stall watch's 50 ms timer at least
                     async with session.get(f"{url}/-/metrics") as resp:
                         text = await resp.text()
-                # own_process: collections are timed, the heap alive at start-up is frozen, the GIL handed back sooner.
+                # own_process: collections are timed, the heap alive at start-up is frozen, the GIL handed back sooner,
+                # the event loop watched for stalls.
                 assert 'shadow_proxy_gc_pause_seconds_count{generation="2"}' in text
+                timers = re.search(r"^shadow_proxy_loop_lag_seconds_count (\S+)$", text, re.M)
+                assert timers is not None and float(timers.group(1)) >= 1  # the stall watch's timer has run
                 assert gc.get_freeze_count() > 0 and sys.getswitchinterval() == pytest.approx(0.001)
         gc.unfreeze()
         assert sys.getswitchinterval() == pytest.approx(0.005)  # restored when the proxy closed
