@@ -30,6 +30,9 @@ log = logging.getLogger("shadow.workers")
 MAX_ATTEMPTS = 5
 # Groups join in about 3 s with these (23 s with kafka-python's defaults).
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "max_poll_interval_ms": 10000}
+# An offset commit waits at most this long (kafka-python's default is its 30 s request timeout): well inside
+# max_poll_interval_ms, so a broker away for a moment does not also cost the worker its place in the group.
+COMMIT_TIMEOUT_S = 5.0
 
 
 def retry_topic(topic: str) -> str:
@@ -68,11 +71,13 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
                           first_record_within: float = 30.0, max_seconds: float | None = None,
                           stop: threading.Event | None = None,
                           on_batch: Callable[[WorkerStats], None] | None = None,
-                          metrics: WorkerMetrics | None = None) -> WorkerStats:
+                          metrics: WorkerMetrics | None = None,
+                          commit_timeout: float = COMMIT_TIMEOUT_S) -> WorkerStats:
     """Consume pairs (and retries) as member of `group` until stopped, or `max_seconds`, or — with
     `idle_exit` — idle that long after a record (a group may take a while to hand out partitions:
     the first record may take up to `first_record_within` seconds). `metrics` are counted per batch
-    (serve their registry with `shadow.metrics.serve_metrics`)."""
+    (serve their registry with `shadow.metrics.serve_metrics`). An offset commit that takes over
+    `commit_timeout` seconds is logged and left to the next batch's."""
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError
 
@@ -122,7 +127,7 @@ def run_comparator_worker(bootstrap: str, topic: str, group: str, catalogue: Cat
             stored = time.perf_counter()
             producer.flush()     # retries and dead letters are durable …
             try:
-                consumer.commit()    # … before the offsets that would skip them
+                consumer.commit(timeout_ms=int(commit_timeout * 1000))  # … before the offsets that would skip them
             except KafkaError as exc:  # the broker away for a moment must not end the worker: what it stored is
                 # stored, and the next batch's commit covers these offsets too (a replay is an upsert, counted once)
                 log.warning("offset commit failed (%s: %s); the next batch's commit covers it", type(exc).__name__, exc)

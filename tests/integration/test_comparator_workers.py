@@ -199,3 +199,62 @@ def test_a_workers_metrics_count_what_it_stored(tmp_path, kafka_bootstrap) -> No
     assert sample(samples, "shadow_worker_lag", topic=f"{topic}.retry") == 0
     assert sample(samples, "shadow_worker_info", topic=topic, group=group,
                   catalogue=f"sqlite:///{tmp_path / 'shadow.db'}") == 1
+
+
+def test_a_worker_whose_offset_commit_times_out_goes_on_and_stores_each_pair_once(tmp_path, caplog) -> None:
+    """The broker frozen (SIGSTOP) just after the worker stored its first batch: that batch's commit times out.
+    The worker logs it and goes on; the next batch's commit covers those offsets. (Before, the worker died on
+    KafkaTimeoutError: CI saw it store 847 of 7,600 pairs.)"""
+    import logging
+    import threading
+
+    from shadow.workers import run_comparator_worker
+    from tests.servers import start_tansu
+
+    port = free_port()
+    broker = start_tansu(port)
+    bootstrap, topic, group = f"127.0.0.1:{port}", "pairs", "frozen"
+    catalogue = open_catalogue(f"sqlite:///{tmp_path / 'shadow.db'}")
+    froze: list[float] = []
+
+    class FreezesTheBrokerAfterItsFirstStore:
+        """The real catalogue; its first store is followed by 2.5 s of a frozen broker."""
+
+        def __getattr__(self, name: str):
+            return getattr(catalogue, name)
+
+        def store(self, results):
+            ingest = catalogue.store(results)
+            if not froze:
+                froze.append(time.monotonic())
+                broker.send_signal(signal.SIGSTOP)
+                threading.Timer(2.5, broker.send_signal, (signal.SIGCONT,)).start()
+            return ingest
+
+    try:
+        pairs = publish(bootstrap, topic, 60)
+        with caplog.at_level(logging.WARNING, logger="shadow.workers"):
+            stats = run_comparator_worker(bootstrap, topic, group, FreezesTheBrokerAfterItsFirstStore(), batch=20,
+                                          idle_exit=3.0, commit_timeout=1.0)
+        committed = _committed(bootstrap, topic, group)
+    finally:
+        broker.send_signal(signal.SIGCONT)
+        broker.terminate()
+        broker.wait(timeout=10)
+        catalogue.close()
+    assert froze and any("offset commit failed" in r.getMessage() and "KafkaTimeoutError" in r.getMessage()
+                         for r in caplog.records)
+    assert stats.records == stats.stored == 60 and stats.batches >= 3  # it went on after the failed commit
+    assert stored_counts(tmp_path) == expected_counts(tmp_path, pairs)  # each pair stored, and counted, once
+    assert committed == 60  # a later commit covered the first batch's offsets
+
+
+def _committed(bootstrap: str, topic: str, group: str) -> int:
+    """The offsets `group` has committed on `topic`, summed over its partitions."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic))
+    finally:
+        consumer.close()
