@@ -49,9 +49,10 @@ pairs_app = typer.Typer(help="Stored pairs: the entity audit (every command that
                         no_args_is_help=True)
 config_app = typer.Typer(help="Validate and show shadow.toml (secrets masked).", no_args_is_help=True)
 
-# Piped output (make demo in CI, logs) would wrap at rich's 80-column default: use 160.
-out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-err = Console(stderr=True, highlight=False)
+# Piped output (make demo in CI, logs) would wrap at rich's 80-column default: use 160 for tables. Lines are
+# never wrapped by us (soft wrap: the terminal wraps them), so a file path in a message stays whole to copy or grep.
+out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 

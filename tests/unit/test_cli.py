@@ -96,6 +96,22 @@ def test_replay_refuses_a_bad_trace_before_sending_anything(tmp_path: Path, demo
     assert not (tmp_path / "pairs.jsonl").exists()
 
 
+def test_an_error_names_a_long_path_whole_on_one_line(tmp_path: Path, demo_config) -> None:
+    """Messages are not wrapped by the CLI: a path longer than the terminal stays whole, to copy or grep. (Rich
+    wrapped them at 80 columns, mid-path; with pytest-xdist's longer temporary folders three tests failed.)"""
+    from shadow.demo.run import demo_config_text
+
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    config = folder / "shadow.toml"
+    config.write_text(demo_config_text(1, 2))
+    trace = folder / "trace.jsonl"
+    trace.write_text('{"kind": "assign_load"}\n{"kind": 12}\n')
+    result = runner.invoke(app, ["replay", str(trace), "-c", str(config)])
+    assert len(f"error: {trace}:2") > 120
+    assert result.exit_code == 2 and f"error: {trace}:2: not a valid Command" in result.output.splitlines()[0]
+
+
 def test_unknown_quirk_and_bad_verdict_are_clear_errors(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'c.db'}"
     missing = runner.invoke(app, ["quirks", "show", "abc", "--store", store])
