@@ -45,7 +45,7 @@ from shadow.metrics import ProxyMetrics
 from shadow.presence import Presence
 from shadow.proxy_guard import GuardedZones, failed_outcome, held
 from shadow.model import Command, Outcome, Pair, Status, Target, new_token, utcnow
-from shadow.replay import RouteStateReader, read_state, settle_new_state, states_equal
+from shadow.replay import RouteStateReader, entity_of, read_state, settle_new_state, states_equal
 from shadow.secrets import mask_url
 
 __all__ = ["Proxy", "HOP_BY_HOP", "SHADOW_HEADER"]
@@ -57,6 +57,9 @@ FLUSH_SECONDS = 1.0  # JSONL pairs and captured commands reach their files at le
 # event loop waits behind for the GIL at every I/O call: 25 pairs every 50 ms rather than 125 every 250 ms keep each
 # wait short (soak, 500 commands/s, 3 minutes each: caller p99 9.2 → 7.4 ms).
 KAFKA_BATCH_AGE_S = 0.05
+# A command on an entity whose previous command's state the proxy is still reading back from the primary waits
+# for that read (at most this long): otherwise it can overtake the read, which then records its state instead.
+READ_BACK_HOLD_S = 1.0
 # RFC 9110 §7.6.1: connection-specific fields are not forwarded (nor any field Connection names).
 HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
@@ -157,6 +160,7 @@ class Proxy(GuardedZones):
         self._session: aiohttp.ClientSession | None = None
         self._pools: dict[Target, Http1Pool] = {}
         self._readers: dict[Target, RouteStateReader] = {}
+        self._reading: dict[tuple[str, str], asyncio.Task[None]] = {}  # entity → its primary read-back in flight
         self._normaliser = Normaliser()
         self._timeouts: dict[Target, aiohttp.ClientTimeout] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -312,6 +316,11 @@ class Proxy(GuardedZones):
         route, params = matched
         command, error = self._command(route, params, body, request.headers)
         headers[TOKEN_HEADER] = command.token or ""
+        entity = entity_of(command)
+        reading = self._reading.get(entity) if entity is not None else None
+        if reading is not None:  # the caller's previous command on this entity: its state is being read back
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reading), READ_BACK_HOLD_S)
         if table.routing.hold and command.zone and held(table, command.zone):
             table = await self._until_released(command.zone)
         mode = table.mode(command.zone, route.command)
@@ -340,8 +349,12 @@ class Proxy(GuardedZones):
             mirror.primary_outcome.set_result(outcome)
             if route.read or route.state is not None:
                 # Read the primary's state now, not when a worker gets to it: the caller's next
-                # command on this entity may come soon. Off the caller's path all the same.
+                # command on this entity may come soon (and waits for this read, not for the mirror).
                 mirror.primary_state = asyncio.create_task(read_state(self._readers[primary], command, outcome))
+                if entity is not None:  # the next command on this entity waits for this read (READ_BACK_HOLD_S)
+                    self._reading[entity] = mirror.primary_state
+                    mirror.primary_state.add_done_callback(
+                        lambda t, e=entity: self._reading.get(e) is t and self._reading.pop(e))
             if mirror.done is None:
                 self._enqueue(mirror)
         if self._capture is not None:
@@ -440,7 +453,7 @@ class Proxy(GuardedZones):
 
     def _enqueue(self, mirror: _Mirror) -> None:
         assert self._queue is not None
-        entity = next(iter(mirror.command.keys.items()), None)
+        entity = entity_of(mirror.command)
         mirror.done = asyncio.get_running_loop().create_future()
         mirror.before = self._last.get(entity) if entity is not None else None
         try:

@@ -99,7 +99,7 @@ async def settle_new_state(reader: StateReader, command: Command, legacy: Outcom
     new.state, new.settle_ms, new.settled = settled.state, settled.settle_ms, settled.converged
 
 
-def _entity(command: Command) -> tuple[str, str] | None:
+def entity_of(command: Command) -> tuple[str, str] | None:
     # The first natural key names the entity (load_id); further keys (a stop's seq)
     # are parts of it, so every command on one load stays in trace order.
     return next(iter(command.keys.items())) if command.keys else None
@@ -157,7 +157,7 @@ async def replay_commands(
             if wait > 0:
                 await asyncio.sleep(wait)
         await slots.acquire()
-        entity = _entity(command)
+        entity = entity_of(command)
         before = last.get(entity) if entity is not None else None
         if before is not None and before.done():
             before = None

@@ -104,6 +104,47 @@ async def assign(session: aiohttp.ClientSession, url: str, load: str, body: Any 
         return resp.status, await resp.read(), resp.headers
 
 
+def versioned(name: str, read_delay: float) -> web.Application:
+    """A service whose loads count their commands, and whose read of a load takes `read_delay` before it looks."""
+    versions: dict[str, int] = {}
+
+    async def assign(request: web.Request) -> web.Response:
+        load = request.match_info["load_id"]
+        versions[load] = versions.get(load, 0) + 1
+        return web.json_response({"served_by": name, "version": versions[load]})
+
+    async def read(request: web.Request) -> web.Response:
+        await asyncio.sleep(read_delay)
+        return web.json_response({"version": versions.get(request.match_info["load_id"], 0)})
+
+    app = web.Application()
+    app.router.add_post("/loads/{load_id}/assign", assign)
+    app.router.add_get("/loads/{load_id}", read)
+    return app
+
+
+def test_the_next_command_on_an_entity_does_not_overtake_the_read_back_of_the_state_before_it(tmp_path) -> None:
+    """The caller sends its next command on a load the moment it has the answer to the one before; the proxy's
+    read-back of the primary's state after that one (slow here: 0.2 s) must still see that state, not the next."""
+    async def scenario() -> None:
+        async with serving(versioned("legacy", 0.2)) as legacy, serving(versioned("new", 0.2)) as new:
+            sink = MemoryPairs()
+            async with running(proxy_config(legacy, new, tmp_path), sink=sink) as (_, url):
+                async with aiohttp.ClientSession() as session:
+                    for load in ("L-1", "L-2"):
+                        for _ in range(3):  # back to back: each command waits only for the previous answer
+                            assert (await assign(session, url, load))[0] == 200
+                for _ in range(100):
+                    if len(sink.pairs) == 6:
+                        break
+                    await asyncio.sleep(0.05)
+        states = sorted((p.command.keys["load_id"], p.legacy.response["version"], p.legacy.state["version"],
+                         p.new.response["version"], p.new.state["version"]) for p in sink.pairs)
+        assert states == [(load, v, v, v, v) for load in ("L-1", "L-2") for v in (1, 2, 3)]
+
+    asyncio.run(scenario())
+
+
 def test_caller_gets_the_primary_answer_and_each_command_becomes_a_pair(tmp_path) -> None:
     async def scenario() -> None:
         async with serving(upstream("legacy")) as legacy, serving(upstream("new")) as new:
