@@ -109,6 +109,12 @@ class _Mirror:
     primary_state: asyncio.Task[None] | None = None  # the primary's state, read as soon as it answered
 
 
+def _latest(table: dict[tuple[str, str], Any], entity: tuple[str, str], future: asyncio.Future[None]) -> None:
+    """Record `future` as the entity's latest, until it is done (unless a later one has replaced it by then)."""
+    table[entity] = future
+    future.add_done_callback(lambda f: table.get(entity) is f and table.pop(entity))
+
+
 class _HttpReadBack:
     """A StateReader: the route's GET on one target, through the proxy's own client session."""
 
@@ -352,9 +358,7 @@ class Proxy(GuardedZones):
                 # command on this entity may come soon (and waits for this read, not for the mirror).
                 mirror.primary_state = asyncio.create_task(read_state(self._readers[primary], command, outcome))
                 if entity is not None:  # the next command on this entity waits for this read (READ_BACK_HOLD_S)
-                    self._reading[entity] = mirror.primary_state
-                    mirror.primary_state.add_done_callback(
-                        lambda t, e=entity: self._reading.get(e) is t and self._reading.pop(e))
+                    _latest(self._reading, entity, mirror.primary_state)
             if mirror.done is None:
                 self._enqueue(mirror)
         if self._capture is not None:
@@ -464,8 +468,7 @@ class Proxy(GuardedZones):
             return
         if entity is not None:
             # Mirrors of one entity reach the shadow in the order the primary saw them.
-            self._last[entity] = mirror.done
-            mirror.done.add_done_callback(lambda f, e=entity: self._last.get(e) is f and self._last.pop(e))
+            _latest(self._last, entity, mirror.done)
 
     # -- mirrors, off the hot path ---------------------------------------------------
 

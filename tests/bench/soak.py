@@ -254,9 +254,9 @@ class Probe:
         row["gc2_runs"], row["gc2_ms"] = runs, spent / runs * 1000 if runs else 0.0
         # The event loop's timers in the minute: their mean lateness and how many were over 100 ms late (the
         # proxy logs where the loop was for each stall over 200 ms: shadow/heap.py).
-        timers, late, over = (row["lag_count"] - self._lag[0], row["lag_sum"] - self._lag[1],
-                              row["lag_count"] - row["lag_under_100ms"] - self._lag[2])
-        self._lag = (row["lag_count"], row["lag_sum"], row["lag_count"] - row["lag_under_100ms"])
+        lag = (row["lag_count"], row["lag_sum"], row["lag_count"] - row["lag_under_100ms"])  # totals since start
+        timers, late, over = (total - before for total, before in zip(lag, self._lag, strict=True))
+        self._lag = lag
         row["lag_ms"], row["stalls"] = late / timers * 1000 if timers else 0.0, over
         row["stored"] = self.stored() or 0
         # Pairs mirrored, not yet in the catalogue: in the proxy, on the topic or in the worker. (The group's
